@@ -1,0 +1,1 @@
+"""Dataset loaders, metrics, benchmark suites and reports."""

@@ -1,0 +1,47 @@
+"""An expert: one upstream model behind an OpenAI-compatible endpoint, with its prices."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ExpertSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:\-]*$")
+    backend: Literal["openai"] = "openai"
+    base_url: str = Field(min_length=1, description="OpenAI-compatible base URL, e.g. http://vllm:8000/v1")
+    model: str | None = Field(default=None, description="model id upstream; defaults to name")
+    api_key_env: str | None = Field(default=None, description="environment variable holding the upstream API key")
+    input_price: float = Field(default=0.0, ge=0, description="USD per million input tokens")
+    output_price: float = Field(default=0.0, ge=0, description="USD per million output tokens")
+    context_window: int | None = Field(default=None, gt=0)
+    max_concurrency: int = Field(default=64, gt=0)
+    skills: list[str] = Field(default_factory=list)
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    stands_for: str | None = Field(default=None, description="the model of the routers' training data this expert stands for; defaults to name")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return v.rstrip("/")
+
+    @property
+    def upstream_model(self) -> str:
+        return self.model or self.name
+
+    @property
+    def profile(self) -> str:
+        return self.stands_for or self.name
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_price + completion_tokens * self.output_price) / 1e6

@@ -1,0 +1,1 @@
+"""The HTTP gateway: settings, store, auth, metrics and the request pipeline."""

@@ -1,0 +1,64 @@
+"""Query embeddings on the request path: an LRU by text hash, then a micro-batcher that
+embeds the queries arriving within `window_s` (or `max_batch` of them) in one model call."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from routers.embedder import Embedder, EmbeddingLRU, text_key
+
+
+class QueryEmbedder:
+    def __init__(self, embedder: Embedder, cache_size: int = 100_000, window_s: float = 0.002, max_batch: int = 64) -> None:
+        self.embedder = embedder
+        self.cache = EmbeddingLRU(cache_size)
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self._pending: list[tuple[str, str, asyncio.Future[np.ndarray]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self.hits = 0
+        self.misses = 0
+        self.batch_sizes: list[int] = []
+
+    async def embed(self, text: str) -> np.ndarray:
+        key = text_key(self.embedder.cache_id, text)
+        vec = self.cache.get(key)
+        if vec is not None:
+            self.hits += 1
+            return vec
+        self.misses += 1
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[np.ndarray] = loop.create_future()
+        self._pending.append((key, text, fut))
+        if len(self._pending) >= self.max_batch:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.window_s, self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        if batch:
+            asyncio.get_running_loop().create_task(self._run(batch))
+
+    async def _run(self, batch: list[tuple[str, str, asyncio.Future[np.ndarray]]]) -> None:
+        unique = {key: text for key, text, _ in batch}
+        self.batch_sizes.append(len(unique))
+        try:
+            vecs = await asyncio.to_thread(self.embedder.encode, list(unique.values()))
+        except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        by_key = dict(zip(unique, vecs))
+        for key, vec in by_key.items():
+            self.cache.put(key, vec)
+        for key, _, fut in batch:
+            if not fut.done():
+                fut.set_result(by_key[key])

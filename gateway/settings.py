@@ -1,0 +1,119 @@
+"""Gateway configuration: one YAML file validated by pydantic, overridable from the environment.
+
+Environment variables win over the file: SWITCHYARD_STORE_URL, SWITCHYARD_ADMIN_KEY,
+SWITCHYARD_DEFAULT_ROUTER, and nested fields with `__` (SWITCHYARD_TIMEOUTS__READ=30).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from experts.spec import ExpertSpec
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class RouterConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+    kind: str = "carrot"
+    artifact: Path
+    cost_weight: float = Field(default=0.0, ge=0.0, le=1.0, description="used when a request sets none")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class EmbeddingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "all-MiniLM-L6-v2"
+    device: str = "cpu"
+    truncate: str = "tail"
+    cache_size: int = Field(default=100_000, ge=0)
+    batch_window_ms: float = Field(default=2.0, ge=0)
+    max_batch: int = Field(default=64, ge=1)
+
+
+class TimeoutConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    connect: float = Field(default=5.0, gt=0)
+    read: float = Field(default=120.0, gt=0, description="longest silence between two upstream bytes")
+    write: float = Field(default=30.0, gt=0)
+    pool: float = Field(default=10.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWITCHYARD_", env_nested_delimiter="__", extra="forbid")
+
+    store_url: str | None = Field(default=None, description="redis://host:port/db; absent: in-process memory")
+    admin_key: SecretStr | None = None
+    api_keys: list[SecretStr] = Field(default_factory=list, description="client keys; empty: no client auth")
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    routers: list[RouterConfig] = Field(default_factory=list)
+    default_router: str | None = None
+    experts: list[ExpertSpec] = Field(default_factory=list)
+    timeouts: TimeoutConfig = TimeoutConfig()
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    registry_refresh_s: float = Field(default=1.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return env_settings, init_settings  # the environment overrides the YAML file
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        names = [r.name for r in self.routers]
+        if len(set(names)) != len(names):
+            raise ValueError("router names must be unique")
+        experts = [e.name for e in self.experts]
+        if len(set(experts)) != len(experts):
+            raise ValueError("expert names must be unique")
+        if clash := set(names) & set(experts):
+            raise ValueError(f"names used by both a router and an expert: {sorted(clash)}")
+        if self.default_router is None and self.routers:
+            self.default_router = self.routers[0].name
+        if self.default_router is not None and self.default_router not in names:
+            raise ValueError(f"default_router {self.default_router!r} is not a configured router")
+        return self
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Read the YAML file (relative artifact paths resolve against its folder)."""
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        base = path.resolve().parent
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path or 'settings'}: {where}: {first['msg']}") from None
+    for r in settings.routers:
+        if not r.artifact.is_absolute():
+            r.artifact = base / r.artifact
+    return settings
