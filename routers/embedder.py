@@ -58,7 +58,7 @@ class Embedder:
         long = [i for i, t in enumerate(out) if len(t) > limit * 2]  # cheap pre-filter: short texts fit
         if not long:
             return out
-        ids = tok([out[i] for i in long], add_special_tokens=False)["input_ids"]
+        ids = tok([out[i] for i in long], add_special_tokens=False, verbose=False)["input_ids"]
         for i, seq in zip(long, ids):
             if len(seq) > limit:
                 out[i] = tok.decode(seq[-limit:])

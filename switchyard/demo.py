@@ -110,8 +110,10 @@ def run_demo(data: Path, n_requests: int, out: Path) -> dict[str, Any]:
 
 
 def show(console: Console, results: list[dict[str, Any]], reference: dict[str, float]) -> None:
-    table = Table(title=f"carrot through the gateway (always {STRONG}: quality {reference['quality']:.3f}, ${reference['cost']:.5f}/prompt)")
-    for head in ("cost_weight", f"share {STRONG}", "experts used", "mean predicted $", "dataset quality", "dataset $", "accounted $ (loopback)"):
+    table = Table(title="carrot through the gateway, per cost weight w",
+                  caption=f"quality and dataset $: RouterBench's recorded outcome of the chosen model; accounted $: loopback usage x list "
+                          f"prices. Always {STRONG}: quality {reference['quality']:.3f}, ${reference['cost']:.6f} per prompt.")
+    for head in ("w", "to gpt-4", "experts", "predicted $", "quality", "dataset $", "accounted $"):
         table.add_column(head, justify="right")
     for r in results:
         table.add_row(f"{r['cost_weight']:.2f}", f"{r['share_strong']:.1%}", str(r["experts_used"]), f"{r['mean_predicted_cost_usd']:.6f}",
