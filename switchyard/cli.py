@@ -25,16 +25,17 @@ def default_data() -> Path:
 @app.command()
 def train(
     router: Annotated[str, typer.Option(help="router kind")] = "carrot",
-    data: Annotated[Path, typer.Option(help="routing data file or folder (RouterBench .csv/.pkl)")] = ...,
+    data: Annotated[Path, typer.Option(help="routing data file or folder: RouterBench .csv/.pkl, RouterDC or LLMRouter JSON, or JSONL")] = ...,
     out: Annotated[Path, typer.Option(help="artifact file to write (.npz)")] = ...,
     split: Annotated[str, typer.Option(help="rows to fit on: train, test or all")] = "train",
     embedding_model: Annotated[str, typer.Option()] = "all-MiniLM-L6-v2",
+    prices: Annotated[Optional[Path], typer.Option(help="JSON {model: {input_price, output_price}} (USD per 1M tokens) for data without costs")] = None,
 ) -> None:
     """Fit a router on a routing dataset and write its artifact."""
     from switchyard.training import train_router  # noqa: PLC0415 - keep `--help` fast
 
     try:
-        summary = train_router(router, data, out, split=split, embedding_model=embedding_model)
+        summary = train_router(router, data, out, split=split, embedding_model=embedding_model, prices=prices)
     except (ValueError, OSError) as exc:
         fail(str(exc))
     typer.echo(json.dumps(summary, indent=2))

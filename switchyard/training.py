@@ -12,8 +12,8 @@ from routers.embedder import Embedder, embed_cached
 
 
 def train_router(kind: str, data: Path, out: Path, split: str = "train", embedding_model: str = "all-MiniLM-L6-v2",
-                 embedder: Embedder | None = None) -> dict[str, Any]:
-    dataset = load_dataset(data)
+                 embedder: Embedder | None = None, prices: Path | None = None) -> dict[str, Any]:
+    dataset = load_dataset(data, prices=prices)
     if split != "all":
         dataset = dataset.split(split)
     if len(dataset) == 0:
