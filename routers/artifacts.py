@@ -10,10 +10,15 @@ from typing import Any
 import numpy as np
 
 from routers.base import Router
+from routers.baselines import BestSingleRouter, CheapestRouter, KnnRouter, RandomRouter
 from routers.carrot import CarrotRouter
+from routers.mf import MfRouter
+from routers.mlp import MlpRouter
 
 FORMAT_VERSION = 1
-ROUTER_KINDS: dict[str, type[Router]] = {cls.kind: cls for cls in (CarrotRouter,)}
+ROUTER_KINDS: dict[str, type[Router]] = {
+    cls.kind: cls for cls in (CarrotRouter, RandomRouter, CheapestRouter, BestSingleRouter, KnnRouter, MlpRouter, MfRouter)
+}
 
 
 class ArtifactError(ValueError):
