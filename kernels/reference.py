@@ -27,7 +27,9 @@ def score_topk_reference(
         raise ValueError(f"score_topk: shapes {tuple(queries.shape)} and {tuple(keys.shape)} do not match")
     if k < 1:
         raise ValueError("score_topk: k must be >= 1")
-    for name, t in (("queries", queries), ("keys", keys), ("key_bias", key_bias), ("query_weight", query_weight)):
+    # Pre-normalized keys belong to a fitted router, checked once when it was fitted or loaded;
+    # scanning N x D keys on every request would dominate the hot path.
+    for name, t in (("queries", queries), ("keys", None if keys_normalized else keys), ("key_bias", key_bias), ("query_weight", query_weight)):
         check_finite(name, t)
     b, n = queries.shape[0], keys.shape[0]
     kk = min(k, n)

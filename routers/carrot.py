@@ -72,4 +72,6 @@ class CarrotRouter(Router):
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.keys, self.scores, self.costs = arrays["keys"], arrays["scores"], arrays["costs"]
+        if not np.isfinite(self.keys).all():
+            raise ValueError("carrot artifact: keys contain NaN or inf")
         self.k = int(self.params.get("k") or 1)
