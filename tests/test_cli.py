@@ -45,3 +45,11 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path: Path) -> None:
     bad.write_text("routers:\n  - name: carrot\n    artifact: nowhere.npz\nexperts: []\n")
     r = run("route", "--config", str(bad), "hi")
     assert r.returncode != 0 and "nowhere.npz" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_example_config_validates() -> None:
+    from gateway.settings import load_settings
+
+    settings = load_settings(Path(__file__).resolve().parent.parent / "examples" / "gateway.yaml")
+    assert settings.default_router == "carrot" and len(settings.experts) == 3
+    assert {e.profile for e in settings.experts} >= {"mistralai/mistral-7b-chat", "gpt-4-1106-preview"}
