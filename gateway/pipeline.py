@@ -22,6 +22,7 @@ from experts.spec import ExpertSpec
 from gateway.embedding import QueryEmbedder
 from gateway.errors import GatewayError, sse_error
 from gateway.metrics import Metrics
+from gateway.onboarding import Onboarder, price
 from gateway.schemas import ChatCompletionRequest, RoutingOptions
 from gateway.settings import RouterConfig
 from routers.base import Router, decide
@@ -88,6 +89,7 @@ class Gateway:
         metrics: Metrics,
     ) -> None:
         self.routers = routers
+        self.onboarder = Onboarder(embedder.embedder.encode) if embedder is not None else None
         self.default_router = default_router
         self.registry = registry
         self.embedder = embedder
@@ -128,7 +130,9 @@ class Gateway:
             if missing:
                 raise GatewayError(404, f"routing.experts names unknown experts: {missing}", "routing.experts", "expert_not_found")
             experts = {n: experts[n] for n in opts.experts}
-        known = set(loaded.router.models)
+        if self.onboarder is not None:
+            await self.onboarder.sync(loaded.router, experts.values())
+        known = set(loaded.router.all_models)
         out = sorted((e for e in experts.values() if e.profile in known), key=lambda e: e.name)
         if not out:
             raise GatewayError(
@@ -141,10 +145,14 @@ class Gateway:
         w = loaded.config.cost_weight if weight is None else weight
         candidates = await self._candidates(loaded, opts)
         assert self.embedder is not None  # routers configured => embedder built
-        vec = await self.embedder.embed(req.query_text())
-        est = loaded.router.estimate(vec[None, :])
-        cols = [loaded.router.models.index(e.profile) for e in candidates]
-        quality, cost = est.quality[0, cols].astype(np.float64), est.cost[0, cols].astype(np.float64)
+        query = req.query_text()
+        vec = await self.embedder.embed(query)
+        est = loaded.router.predict(vec[None, :])
+        models = loaded.router.all_models
+        cols = [models.index(e.profile) for e in candidates]
+        quality = est.quality[0, cols].astype(np.float64)
+        tokens = None if est.output_tokens is None else est.output_tokens[0, cols]
+        cost = price(est.cost[0, cols], tokens, candidates, query, req.max_tokens())
         allowed = None if opts.max_cost_usd is None else cost <= opts.max_cost_usd
         if allowed is not None and not allowed.any():
             raise GatewayError(

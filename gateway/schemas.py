@@ -51,6 +51,10 @@ class ChatCompletionRequest(BaseModel):
         """What the expert receives: the client's body minus the gateway's own fields."""
         return self.model_dump(exclude={"routing", "model"}, exclude_none=True)
 
+    def max_tokens(self) -> int | None:
+        value = (self.model_extra or {}).get("max_completion_tokens") or (self.model_extra or {}).get("max_tokens")
+        return value if isinstance(value, int) and value > 0 else None
+
     def query_text(self) -> str:
         """The text routed on: the last user message (what the client is asking now)."""
         for m in reversed(self.messages):

@@ -11,13 +11,13 @@ import numpy as np
 
 from routers.base import Router
 from routers.baselines import BestSingleRouter, CheapestRouter, KnnRouter, RandomRouter
-from routers.carrot import CarrotRouter
+from routers.carrot import CarrotLinearRouter, CarrotRouter
 from routers.mf import MfRouter
 from routers.mlp import MlpRouter
 
 FORMAT_VERSION = 1
 ROUTER_KINDS: dict[str, type[Router]] = {
-    cls.kind: cls for cls in (CarrotRouter, RandomRouter, CheapestRouter, BestSingleRouter, KnnRouter, MlpRouter, MfRouter)
+    cls.kind: cls for cls in (CarrotRouter, CarrotLinearRouter, RandomRouter, CheapestRouter, BestSingleRouter, KnnRouter, MlpRouter, MfRouter)
 }
 
 
@@ -29,7 +29,7 @@ def save_router(router: Router, path: str | Path, extra: dict[str, Any] | None =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"format": "switchyard-router", "version": FORMAT_VERSION, **router.meta(), **(extra or {})}
-    arrays = {f"a_{k}": v for k, v in router.arrays().items()}
+    arrays = {f"a_{k}": v for k, v in (router.arrays() | router.profile_arrays()).items()}
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
         np.savez_compressed(fh, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
@@ -56,6 +56,7 @@ def load_router(path: str | Path) -> Router:
         raise ArtifactError(f"{path}: unknown router kind {header['kind']!r}")
     router = cls(header["models"], header["cost_ref"], **header.get("params", {}))
     router.load_arrays(arrays)
+    router.load_profiles(header.get("profiles", []), arrays)
     router.header = header  # type: ignore[attr-defined]
     return router
 

@@ -8,6 +8,7 @@ model, which keeps that true at the boundaries too).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,6 +21,9 @@ from routers.dataset import RoutingDataset
 class Estimates:
     quality: np.ndarray  # [B, M] predicted score in the dataset's scale (0..1)
     cost: np.ndarray  # [B, M] predicted USD per request
+    # [B, M] predicted completion tokens, from routers that estimate them (CARROT): the gateway
+    # then prices each expert by its own prices instead of the training data's costs.
+    output_tokens: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,43 @@ def decide(
     return Decision(ranking=ranking, chosen=ranking[:k], quality=quality, cost=cost, utility=u)
 
 
+Embed = Callable[[Sequence[str]], np.ndarray]  # texts -> [n, D] embeddings, same model as the router's
+
+
+class OnboardingError(ValueError):
+    """The router cannot take this expert on the way it was offered."""
+
+
+@dataclass(frozen=True)
+class ExpertCard:
+    """What a router may know of an expert it was not trained on: words, not outcomes."""
+
+    name: str
+    description: str = ""
+    skills: tuple[str, ...] = ()
+
+
+@dataclass
+class Profile:
+    """A calibrated expert's labelled outcomes: kNN over these gives its quality and cost."""
+
+    keys: np.ndarray  # [n, D] unit-norm calibration prompt embeddings
+    scores: np.ndarray  # [n]
+    costs: np.ndarray  # [n] (NaN where unknown: the gateway prices it)
+
+
 class Router(ABC):
-    """A fitted router over `models`. Subclasses hold numpy arrays only, so artifacts stay npz."""
+    """A fitted router over `models`. Subclasses hold numpy arrays only, so artifacts stay npz.
+
+    Experts join a fitted router without retraining in two ways, both handled here for every
+    kind, so callers use `predict` and `all_models`, never `estimate` directly:
+    - `calibrate_expert`: a labelled calibration set gives the expert a Profile (kNN estimate,
+      saved in the artifact);
+    - `onboard`: an ExpertCard (description, skills) alone, for kinds that can read one
+      (they override `card_state` and `card_quality`); held in memory, rebuilt from the
+      expert registry, so it follows the expert's spec.
+    Their cost columns are NaN unless calibration data had costs: the caller prices them.
+    """
 
     kind: ClassVar[str]
 
@@ -80,7 +119,93 @@ class Router(ABC):
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None: ...
 
     def meta(self) -> dict[str, Any]:
-        return {"kind": self.kind, "models": self.models, "cost_ref": self.cost_ref, "params": self.params}
+        return {"kind": self.kind, "models": self.models, "cost_ref": self.cost_ref, "params": self.params,
+                "profiles": list(self.profiles)}
+
+    # -- experts that joined after training --------------------------------------------
+
+    @property
+    def profiles(self) -> dict[str, Profile]:
+        return self.__dict__.setdefault("_profiles", {})
+
+    @property
+    def cards(self) -> dict[str, tuple[ExpertCard, Any]]:
+        return self.__dict__.setdefault("_cards", {})
+
+    @property
+    def all_models(self) -> list[str]:
+        """Columns of `predict`: trained models, then calibrated, then onboarded ones."""
+        extra = [n for n in self.profiles if n not in self.models]
+        return self.models + extra + [n for n in self.cards if n not in self.models and n not in self.profiles]
+
+    def predict(self, embeddings: np.ndarray) -> Estimates:
+        est = self.estimate(embeddings)
+        names = self.all_models[len(self.models):]
+        if not names:
+            return est
+        quality, cost = [est.quality], [est.cost]
+        tokens = None if est.output_tokens is None else [est.output_tokens]
+        for name in names:
+            if name in self.profiles:
+                q, c = profile_estimate(self.profiles[name], embeddings, int(self.params.get("profile_k") or PROFILE_K))
+            else:
+                card, state = self.cards[name]
+                q, c = self.card_quality(embeddings, card, state), np.full(len(embeddings), np.nan, np.float32)
+            quality.append(np.asarray(q, np.float32)[:, None])
+            cost.append(np.asarray(c, np.float32)[:, None])
+            if tokens is not None:
+                tokens.append(np.full((len(embeddings), 1), np.nan, np.float32))
+        return Estimates(quality=np.concatenate(quality, axis=1), cost=np.concatenate(cost, axis=1),
+                         output_tokens=None if tokens is None else np.concatenate(tokens, axis=1))
+
+    def calibrate_expert(self, name: str, embeddings: np.ndarray, scores: np.ndarray, costs: np.ndarray | None = None) -> None:
+        """Give `name` a profile from labelled prompts (replacing a trained column of that name)."""
+        keep = np.isfinite(scores)
+        if keep.sum() == 0:
+            raise OnboardingError(f"calibration set for {name!r} has no scores")
+        keys = embeddings[keep] / np.linalg.norm(embeddings[keep], axis=1, keepdims=True)
+        c = np.full(int(keep.sum()), np.nan, np.float32) if costs is None else np.asarray(costs, np.float32)[keep]
+        self.profiles[name] = Profile(np.ascontiguousarray(keys, np.float32), np.asarray(scores, np.float32)[keep], c)
+        self.cards.pop(name, None)
+
+    def onboard(self, card: ExpertCard, embed: Embed) -> None:
+        """Make `card.name` routable from its description and skills (no outcomes needed)."""
+        if card.name in self.models or card.name in self.profiles:
+            return  # data beats words
+        self.cards[card.name] = (card, self.card_state(card, embed))
+
+    def card_state(self, card: ExpertCard, embed: Embed) -> Any:
+        """Precompute what `card_quality` needs (embeddings of the description, skills...)."""
+        raise OnboardingError(f"router kind {self.kind!r} cannot take on expert {card.name!r} from a description; "
+                              f"give it a calibration set (switchyard experts calibrate)")
+
+    def card_quality(self, embeddings: np.ndarray, card: ExpertCard, state: Any) -> np.ndarray:
+        """Predicted quality [B] of an onboarded expert, on the same scale as `estimate`'s."""
+        raise NotImplementedError
+
+    def profile_arrays(self) -> dict[str, np.ndarray]:
+        out = {}
+        for i, p in enumerate(self.profiles.values()):
+            out |= {f"profile{i}_keys": p.keys, f"profile{i}_scores": p.scores, f"profile{i}_costs": p.costs}
+        return out
+
+    def load_profiles(self, names: list[str], arrays: dict[str, np.ndarray]) -> None:
+        for i, name in enumerate(names):
+            self.profiles[name] = Profile(*(arrays[f"profile{i}_{k}"] for k in ("keys", "scores", "costs")))
+
+
+PROFILE_K = 20
+
+
+def profile_estimate(profile: Profile, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean score and cost of a query's k nearest calibration prompts (cosine)."""
+    from kernels import score_topk  # noqa: PLC0415 - routers.base stays importable without torch at import time
+
+    k = max(1, min(k, len(profile.keys)))
+    if len(embeddings) == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    idx = score_topk(np.asarray(embeddings, np.float32), profile.keys, k, keys_normalized=True)[1].numpy()
+    return profile.scores[idx].mean(axis=1), profile.costs[idx].mean(axis=1)
 
 
 def fill_missing(matrix: np.ndarray) -> np.ndarray:
@@ -90,6 +215,12 @@ def fill_missing(matrix: np.ndarray) -> np.ndarray:
     rows, cols = np.nonzero(np.isnan(out))
     out[rows, cols] = np.nan_to_num(col)[cols]
     return out
+
+
+def training_costs(data: RoutingDataset, kind: str) -> np.ndarray:
+    if data.costs is None:
+        raise ValueError(f"{kind} needs per-prompt costs (or prices to derive them)")
+    return fill_missing(data.costs)
 
 
 def cost_reference(costs: np.ndarray) -> float:

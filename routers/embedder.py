@@ -51,6 +51,12 @@ class Embedder:
     def cache_id(self) -> str:
         return f"{self.name}|{self.truncate}"
 
+    @classmethod
+    def from_cache_id(cls, cache_id: str | None) -> Embedder:
+        """The embedder an artifact was trained with (its header's `embedding_model`)."""
+        name, _, truncate = (cache_id or DEFAULT_MODEL).partition("|")
+        return cls(name, truncate=truncate or "tail")
+
     def _tails(self, texts: Sequence[str]) -> list[str]:
         limit = self._model.max_seq_length - 2  # room for [CLS] and [SEP]
         tok = self._model.tokenizer

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from routers.base import Estimates, Router, cost_reference
-from routers.baselines import LinearCost, training_costs
+from routers.base import cost_reference, Estimates, Router, training_costs
 from routers.dataset import RoutingDataset
+from routers.linear import LinearCost
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

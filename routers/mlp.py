@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from routers.base import Estimates, Router, cost_reference, fill_missing
-from routers.baselines import LinearCost, training_costs
+from routers.base import cost_reference, Estimates, fill_missing, Router, training_costs
 from routers.dataset import RoutingDataset
+from routers.linear import LinearCost
 
 
 def relu(x: np.ndarray) -> np.ndarray:

@@ -9,13 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from switchyard.cli_errors import fail
+from switchyard.experts_cli import app as experts_app
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Switchyard: a model-level routing gateway for LLMs.")
-
-
-def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def default_data() -> Path:
@@ -93,6 +91,46 @@ def demo(
     except (ValueError, OSError) as exc:
         fail(str(exc))
 
+
+@app.command()
+def calibrate(
+    artifact: Annotated[Path, typer.Option(help="router artifact (.npz)")],
+    data: Annotated[Path, typer.Option(help="labelled routing data (any format `train` reads)")],
+    target: Annotated[str, typer.Option(help="strong-share=0.2 | budget-usd-per-1k=0.5 | quality=0.95")],
+    split: Annotated[str, typer.Option(help="rows to measure on: test (a seeded holdout for data without splits), train or all")] = "test",
+    prices: Annotated[Optional[Path], typer.Option(help="JSON {model: {input_price, output_price}} (USD per 1M tokens) for data without costs")] = None,
+) -> None:
+    """Find the cost weight that meets a target (traffic share, budget or quality) on labelled data."""
+    from routers.calibration import calibrate_artifact  # noqa: PLC0415
+
+    try:
+        result = calibrate_artifact(artifact, data, target, split=split, prices=prices)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def targets(
+    data: Annotated[Optional[Path], typer.Option(help="folder with routerbench/, routerdc7/, llmrouter/ (default: $SWITCHYARD_DATA)")] = None,
+    routers: Annotated[Optional[str], typer.Option(help="comma-separated router kinds (default: all)")] = None,
+    out: Annotated[Path, typer.Option(help="folder for results.json, report.md and the plot")] = Path("out/targets"),
+) -> None:
+    """Fit every router kind and print the targets table (RouterBench AIQ, RouterDC, LLMRouter)."""
+    from evaluation.targets import print_tables, run_targets  # noqa: PLC0415
+    from routers.artifacts import ROUTER_KINDS  # noqa: PLC0415
+
+    kinds = [k.strip() for k in routers.split(",") if k.strip()] if routers else list(ROUTER_KINDS)
+    try:
+        results = run_targets(data or default_data(), kinds, out, log=lambda m: typer.echo(m, err=True))
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    print_tables(results)
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}" + (
+        f", {out / 'routerbench_curves.png'}" if "routerbench" in results["sections"] else ""))
+
+
+app.add_typer(experts_app, name="experts")
 
 if __name__ == "__main__":
     app()

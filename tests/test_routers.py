@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evaluation.loaders import load_dataset
-from routers.artifacts import ArtifactError, load_router, save_router
+from routers.artifacts import ArtifactError, build_router, load_router, save_router
 from routers.base import decide
 from routers.carrot import CarrotRouter, loo_neighbours
 from routers.dataset import RoutingDataset
@@ -94,3 +94,22 @@ def test_carrot_on_real_routerbench_slice_trades_quality_for_cost(bench_slice: P
     (q_best, c_best), (q_cheap, c_cheap) = results[0.0], results[1.0]
     assert c_cheap < c_best / 10  # the cheapest end costs far less ...
     assert q_best > q_cheap + 0.1  # ... and the quality end answers far better
+
+
+@pytest.mark.parametrize("kind", ["carrot", "carrot-linear"])
+def test_carrot_estimates_output_tokens_and_round_trips(kind: str, bench_slice: Path, embedder, tmp_path: Path) -> None:
+    """Both CARROT estimators predict completion lengths from the recorded responses: code
+    answers (mbpp) run far longer than multiple-choice ones (arc-challenge)."""
+    data = load_dataset(bench_slice)
+    train, test = data.split("train"), data.split("test")
+    router = build_router(kind, data.models).fit(embed_cached(embedder, train.prompts, progress=False), train)
+    queries = embed_cached(embedder, test.prompts, progress=False)
+    est = router.estimate(queries)
+    assert est.output_tokens is not None and est.output_tokens.shape == (len(test), len(data.models))
+    tasks = np.array(test.tasks)
+    assert np.median(est.output_tokens[tasks == "mbpp"]) > 3 * np.median(est.output_tokens[tasks == "arc-challenge"])
+    assert ((est.quality >= 0) & (est.quality <= 1)).all()
+    loaded = load_router(save_router(router, tmp_path / "r.npz"))
+    again = loaded.estimate(queries)
+    np.testing.assert_allclose(again.output_tokens, est.output_tokens, rtol=1e-5)
+    np.testing.assert_allclose(again.quality, est.quality, rtol=1e-5)

@@ -28,7 +28,6 @@ tokens); other keys are ignored, so LLMRouter's default_llm.json is itself a pri
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,23 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.loaders.errors import DatasetError
+from routers.tokens import DEFAULT_OUTPUT_TOKENS, OUTPUT_TOKENS, estimate_tokens, output_tokens  # noqa: F401 - re-exported
 
-CHARS_PER_TOKEN = 4
-DEFAULT_OUTPUT_TOKENS = 256
 PRICE_PER_7B = 0.20  # USD per million tokens, input and output alike
-
-_MULTIPLE_CHOICE = ("mmlu", "cmmlu", "ceval", "arc_challenge", "arc_easy", "commonsense_qa", "openbook_qa", "gpqa",
-                    "winogrande", "hellaswag")
-_MATH = ("gsm8k", "math", "math_prealgebra", "agentverse_mgsm", "agentverse_logicgrid")
-_CODE = ("mbpp", "humaneval", "human_eval", "javascript")
-OUTPUT_TOKENS: dict[str, int] = {
-    **{t: 8 for t in _MULTIPLE_CHOICE},
-    **{t: 256 for t in _MATH},
-    **{t: 256 for t in _CODE},
-    "natural_qa": 16,
-    "trivia_qa": 16,
-    "commongen": 32,
-}
 
 # Parameter counts (billions) of the RouterDC models; other names fall back to a "-7b"-style
 # size in the name.
@@ -72,17 +57,6 @@ _SIZE_IN_NAME = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)b(?![a-z0-9])", re.IGNOREC
 class Price:
     input: float  # USD per million prompt tokens
     output: float  # USD per million completion tokens
-
-
-def estimate_tokens(text: str) -> int:
-    ascii_chars = len(text.encode("ascii", "ignore"))
-    return max(1, math.ceil(ascii_chars / CHARS_PER_TOKEN) + (len(text) - ascii_chars))
-
-
-def output_tokens(task: str) -> int:
-    # RouterBench writes "arc-challenge", RouterDC "arc_challenge", "MATH_prealgebra": one key each.
-    key = task.split(".")[0].strip().lower().replace("-", "_")
-    return OUTPUT_TOKENS.get(key, DEFAULT_OUTPUT_TOKENS)
 
 
 def default_price(model: str) -> Price | None:
