@@ -7,12 +7,13 @@ import asyncio
 from typing import Any
 
 from experts.backends.openai_http import OpenAIHTTPBackend, UpstreamStream
+from experts.backends.replay import ReplayBackend
 from experts.spec import ExpertSpec
 
 
 class Dispatcher:
-    def __init__(self, backend: OpenAIHTTPBackend) -> None:
-        self.backend = backend
+    def __init__(self, backend: OpenAIHTTPBackend, replay: ReplayBackend | None = None) -> None:
+        self.backends = {"openai": backend, "replay": replay or ReplayBackend()}
         self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
 
     def _slot(self, expert: ExpertSpec) -> asyncio.Semaphore:
@@ -28,19 +29,20 @@ class Dispatcher:
 
     async def complete(self, expert: ExpertSpec, body: dict[str, Any]) -> dict[str, Any]:
         async with self._slot(expert):
-            return await self.backend.complete(expert, body)
+            return await self.backends[expert.backend].complete(expert, body)
 
     async def open_stream(self, expert: ExpertSpec, body: dict[str, Any]) -> HeldStream:
         slot = self._slot(expert)
         await slot.acquire()
         try:
-            return HeldStream(await self.backend.open_stream(expert, body), slot)
+            return HeldStream(await self.backends[expert.backend].open_stream(expert, body), slot)
         except BaseException:
             slot.release()
             raise
 
     async def aclose(self) -> None:
-        await self.backend.aclose()
+        for backend in self.backends.values():
+            await backend.aclose()
 
 
 class HeldStream:

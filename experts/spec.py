@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class ExpertSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:\-]*$")
-    backend: Literal["openai"] = "openai"
-    base_url: str = Field(min_length=1, description="OpenAI-compatible base URL, e.g. http://vllm:8000/v1")
+    backend: Literal["openai", "replay"] = "openai"
+    base_url: str = Field(default="", description="OpenAI-compatible base URL, e.g. http://vllm:8000/v1")
+    replay_data: str | None = Field(default=None, description="backend replay: the routing dataset whose recorded responses it answers with")
     model: str | None = Field(default=None, description="model id upstream; defaults to name")
     api_key_env: str | None = Field(default=None, description="environment variable holding the upstream API key")
     input_price: float = Field(default=0.0, ge=0, description="USD per million input tokens")
@@ -28,9 +29,20 @@ class ExpertSpec(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
+        if v and not v.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _backend(self) -> ExpertSpec:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("base_url is required for backend 'openai'")
+        if self.backend == "replay":
+            if not self.replay_data:
+                raise ValueError("backend 'replay' needs replay_data (a routing dataset with responses)")
+            if "replay" not in self.name.lower():
+                raise ValueError("a replay expert's name must contain 'replay', so no one mistakes it for a model")
+        return self
 
     @property
     def upstream_model(self) -> str:

@@ -52,6 +52,8 @@ class RoutePlan:
         }
         if cost_usd is not None:
             meta["cost_usd"] = cost_usd
+        if replayed := [e.name for e in self.experts if e.backend == "replay"]:
+            meta["replay"] = replayed  # answers are recorded ones, not live generations
         return meta
 
     def headers(self) -> dict[str, str]:
@@ -75,6 +77,9 @@ def _parse_model(model: str) -> tuple[str, float | None]:
 def _usage_cost(expert: ExpertSpec, usage: dict[str, Any] | None) -> tuple[int, int, float]:
     usage = usage or {}
     pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    reported = usage.get("cost")  # upstreams that bill it themselves (OpenRouter; replay) say what it cost
+    if isinstance(reported, (int, float)) and reported >= 0:
+        return pt, ct, float(reported)
     return pt, ct, expert.cost_usd(pt, ct)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from switchyard.cli_errors import fail
+from switchyard.bench_cli import app as bench_app
 from switchyard.experts_cli import app as experts_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -131,6 +132,7 @@ def targets(
 
 
 app.add_typer(experts_app, name="experts")
+app.add_typer(bench_app, name="bench")
 
 if __name__ == "__main__":
     app()
