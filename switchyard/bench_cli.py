@@ -33,3 +33,51 @@ def replay(
     except (ValueError, OSError, RuntimeError) as exc:
         fail(str(exc))
     typer.echo(json.dumps(result, indent=2))
+
+
+def _kinds(routers: str | None, default: list[str]) -> list[str]:
+    from routers.artifacts import ROUTER_KINDS  # noqa: PLC0415
+
+    kinds = [k.strip() for k in routers.split(",") if k.strip()] if routers else default
+    if unknown := [k for k in kinds if k not in ROUTER_KINDS]:
+        fail(f"unknown router kind(s) {unknown}; known: {', '.join(sorted(ROUTER_KINDS))}")
+    return kinds
+
+
+def _description(data: Path, model: str | None) -> str:
+    """LLMRouter's default_llm.json describes each model (`feature`): use it when it is there."""
+    meta = (data if data.is_dir() else data.parent) / "default_llm.json"
+    if model and meta.exists():
+        return str(json.loads(meta.read_text()).get(model, {}).get("feature", ""))
+    return ""
+
+
+@app.command()
+def generalization(
+    data: Annotated[Path, typer.Option(help="routing data (any supported format)")],
+    routers: Annotated[Optional[str], typer.Option(help="comma-separated router kinds")] = None,
+    model: Annotated[Optional[str], typer.Option(help="the model to hold out and add back (default: the best on average)")] = None,
+    description: Annotated[Optional[str], typer.Option(help="its description (default: LLMRouter's `feature` when present)")] = None,
+    skills: Annotated[str, typer.Option(help="its skills, comma-separated")] = "",
+    calibration: Annotated[int, typer.Option(min=1, help="train prompts in its calibration set")] = 200,
+    cost_weight: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.0,
+    out: Annotated[Path, typer.Option()] = Path("out/generalization"),
+) -> None:
+    """Unseen tasks (held out vs held in) and a new expert (held out, then added by description
+    and by a calibration set)."""
+    from evaluation.generalization import run_generalization  # noqa: PLC0415
+    from evaluation.loaders import load_dataset  # noqa: PLC0415
+
+    kinds = _kinds(routers, ["carrot", "carrot-linear", "knn", "mlp", "mf", "skills", "glider"])
+    try:
+        dataset = load_dataset(data)
+        if model is not None and model not in dataset.models:
+            fail(f"{data}: no model {model!r} (it has: {', '.join(dataset.models)})")
+        text = description if description is not None else _description(data, model)
+        result = run_generalization(dataset, kinds, out, model=model, description=text,
+                                    skills=tuple(s.strip() for s in skills.split(",") if s.strip()), calibration=calibration,
+                                    cost_weight=cost_weight, log=lambda m: typer.echo(m, err=True))
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo((out / "report.md").read_text())
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}" + (", unseen_tasks.png" if result["unseen_tasks"] else ""))
