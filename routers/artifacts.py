@@ -12,12 +12,14 @@ import numpy as np
 from routers.base import Router
 from routers.baselines import BestSingleRouter, CheapestRouter, KnnRouter, RandomRouter
 from routers.carrot import CarrotLinearRouter, CarrotRouter
+from routers.glider import GliderRouter
 from routers.mf import MfRouter
 from routers.mlp import MlpRouter
+from routers.skills import SkillsRouter
 
 FORMAT_VERSION = 1
 ROUTER_KINDS: dict[str, type[Router]] = {
-    cls.kind: cls for cls in (CarrotRouter, CarrotLinearRouter, RandomRouter, CheapestRouter, BestSingleRouter, KnnRouter, MlpRouter, MfRouter)
+    cls.kind: cls for cls in (CarrotRouter, CarrotLinearRouter, RandomRouter, CheapestRouter, BestSingleRouter, KnnRouter, MlpRouter, MfRouter, SkillsRouter, GliderRouter)
 }
 
 
