@@ -81,3 +81,58 @@ def generalization(
         fail(str(exc))
     typer.echo((out / "report.md").read_text())
     typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}" + (", unseen_tasks.png" if result["unseen_tasks"] else ""))
+
+
+@app.command()
+def robustness(
+    data: Annotated[Optional[Path], typer.Option(help="RouterBench folder to train on and take expert roles from (default: $SWITCHYARD_DATA/routerbench)")] = None,
+    routers: Annotated[Optional[str], typer.Option(help="comma-separated router kinds")] = None,
+    cost_weight: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.1,
+    seed: Annotated[int, typer.Option()] = 0,
+    out: Annotated[Path, typer.Option()] = Path("out/robustness"),
+) -> None:
+    """Per-category routing, perturbation flip rates, confounder gadgets and the prefix defence."""
+    from evaluation.robustness.suite import run_robustness  # noqa: PLC0415
+    from routers.artifacts import load_router  # noqa: PLC0415
+    from routers.embedder import Embedder  # noqa: PLC0415
+    from switchyard.cli import default_data  # noqa: PLC0415
+    from switchyard.training import train_router  # noqa: PLC0415
+
+    kinds = _kinds(routers, ["carrot", "carrot-linear", "knn", "mlp", "mf"])
+    folder = data or default_data() / "routerbench"
+    try:
+        embedder = Embedder()
+        fitted = {}
+        for kind in kinds:
+            path = out / "artifacts" / f"{kind}.npz"
+            train_router(kind, folder, path, embedder=embedder)
+            fitted[kind] = load_router(path)
+        run_robustness(fitted, embedder, out, seed=seed, log=typer.echo, cost_weight=cost_weight, data=folder)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'} and plots")
+
+
+
+@app.command()
+def vote(
+    data: Annotated[Path, typer.Option(help="routing data with recorded responses (RouterBench)")],
+    artifact: Annotated[Path, typer.Option(help="router artifact trained on the data's train split")],
+    ks: Annotated[str, typer.Option(help="comma-separated numbers of experts")] = "1,3,5",
+    cost_weight: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.0,
+) -> None:
+    """Majority vote over k recruited experts' recorded answers (multiple-choice test rows) vs k = 1."""
+    from evaluation.loaders import load_dataset  # noqa: PLC0415
+    from evaluation.vote import vote_eval  # noqa: PLC0415
+    from routers.artifacts import load_router  # noqa: PLC0415
+    from routers.embedder import Embedder, embed_cached  # noqa: PLC0415
+
+    try:
+        router = load_router(artifact)
+        test = load_dataset(data).split("test")
+        x = embed_cached(Embedder.from_cache_id(getattr(router, "header", {}).get("embedding_model")), test.prompts)
+        rows = vote_eval(router, x, test, ks=tuple(int(k) for k in ks.split(",")), cost_weight=cost_weight)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    for r in rows:
+        typer.echo(f"k={r['k']}: accuracy {r['accuracy']:.3f} on {r['prompts']} prompts, mean cost ${r['mean_cost_usd']:.6f}")
