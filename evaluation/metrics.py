@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from routers.base import utility
+from routers.base import decide_many as choose_from  # noqa: F401 - the evaluation's name for it
 
 # Cost weights for sweeps: dense near 0, where a little cost pressure already moves most traffic.
 DEFAULT_WEIGHTS: np.ndarray = np.unique(np.concatenate([np.linspace(0.0, 0.1, 41), np.linspace(0.1, 1.0, 46)]))
@@ -40,21 +40,6 @@ class Point(NamedTuple):
 
 
 # -- choosing ------------------------------------------------------------------------------
-
-
-def choose_from(quality: np.ndarray, cost: np.ndarray, cost_weight: float, cost_ref: float) -> np.ndarray:
-    """Each row's pick [N] from estimates [N, M], by `routers.base.decide`'s rule (utility desc,
-    then cost asc, then index), for all rows at once."""
-    if not 0.0 <= cost_weight <= 1.0:
-        raise ValueError(f"cost_weight must be in [0, 1], got {cost_weight}")
-    quality, cost = np.asarray(quality), np.asarray(cost)
-    if quality.ndim != 2 or quality.shape != cost.shape:
-        raise ValueError(f"quality and cost must both be [N, M], got {quality.shape} and {cost.shape}")
-    if quality.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64)
-    u = utility(quality, cost, cost_weight, cost_ref)
-    index = np.broadcast_to(np.arange(quality.shape[1]), quality.shape)
-    return np.lexsort((index, cost, -u), axis=-1)[:, 0].astype(np.int64)
 
 
 def choose(router, embeddings: np.ndarray, cost_weight: float) -> np.ndarray:  # noqa: ANN001 - any Router

@@ -10,7 +10,7 @@ description re-onboards the expert on every replica.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -23,9 +23,15 @@ class Onboarder:
     def __init__(self, embed: Embed) -> None:
         self.embed = embed
         self._offered: dict[tuple[int, str], ExpertCard] = {}
+        self._synced: dict[int, Mapping[str, ExpertSpec]] = {}  # router -> the registry snapshot last seen
 
-    async def sync(self, router: Router, experts: Iterable[ExpertSpec]) -> None:
-        for e in experts:
+    async def sync(self, router: Router, experts: Mapping[str, ExpertSpec]) -> None:
+        """Offer new or changed cards; a no-op while the registry snapshot is the same object
+        (the registry replaces it on every change), so the request path pays one `is` check."""
+        if self._synced.get(id(router)) is experts:
+            return
+        self._synced[id(router)] = experts
+        for e in experts.values():
             if e.profile in router.models or e.profile in router.profiles or not (e.description or e.skills):
                 continue
             card = ExpertCard(e.profile, e.description, tuple(e.skills))

@@ -127,6 +127,8 @@ class Gateway:
 
     async def _candidates(self, loaded: LoadedRouter, opts: RoutingOptions) -> list[ExpertSpec]:
         experts = self.registry.snapshot()
+        if self.onboarder is not None:
+            await self.onboarder.sync(loaded.router, experts)
         if opts.experts is not None:
             missing = [n for n in opts.experts if n not in experts]
             if missing:
@@ -135,8 +137,6 @@ class Gateway:
             if missing:
                 raise GatewayError(404, f"routing.experts names unknown experts: {missing}", "routing.experts", "expert_not_found")
             experts = {n: experts[n] for n in opts.experts}
-        if self.onboarder is not None:
-            await self.onboarder.sync(loaded.router, experts.values())
         known = set(loaded.router.all_models)
         out = sorted((e for e in experts.values() if e.profile in known), key=lambda e: e.name)
         if not out:

@@ -85,6 +85,21 @@ class Profile:
     costs: np.ndarray  # [n] (NaN where unknown: the gateway prices it)
 
 
+def decide_many(quality: np.ndarray, cost: np.ndarray, cost_weight: float, cost_ref: float) -> np.ndarray:
+    """Each row's pick [N] from estimates [N, M] by `decide`'s rule (utility desc, then cost
+    asc, then index), for all rows at once: what offline evaluation and benchmarks call."""
+    if not 0.0 <= cost_weight <= 1.0:
+        raise ValueError(f"cost_weight must be in [0, 1], got {cost_weight}")
+    quality, cost = np.asarray(quality), np.asarray(cost)
+    if quality.ndim != 2 or quality.shape != cost.shape:
+        raise ValueError(f"quality and cost must both be [N, M], got {quality.shape} and {cost.shape}")
+    if quality.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    u = utility(quality, cost, cost_weight, cost_ref)
+    index = np.broadcast_to(np.arange(quality.shape[1]), quality.shape)
+    return np.lexsort((index, cost, -u), axis=-1)[:, 0].astype(np.int64)
+
+
 class Router(ABC):
     """A fitted router over `models`. Subclasses hold numpy arrays only, so artifacts stay npz.
 
@@ -104,6 +119,8 @@ class Router(ABC):
         self.models = list(models)
         self.cost_ref = float(cost_ref)
         self.params = params
+        self.profiles: dict[str, Profile] = {}
+        self.cards: dict[str, tuple[ExpertCard, Any]] = {}
 
     @abstractmethod
     def fit(self, embeddings: np.ndarray, data: RoutingDataset) -> Router: ...
@@ -123,14 +140,6 @@ class Router(ABC):
                 "profiles": list(self.profiles)}
 
     # -- experts that joined after training --------------------------------------------
-
-    @property
-    def profiles(self) -> dict[str, Profile]:
-        return self.__dict__.setdefault("_profiles", {})
-
-    @property
-    def cards(self) -> dict[str, tuple[ExpertCard, Any]]:
-        return self.__dict__.setdefault("_cards", {})
 
     @property
     def all_models(self) -> list[str]:

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -224,8 +224,6 @@ def calibrate_artifact(artifact: str | Path, data: str | Path, target: str, spli
         dataset = dataset.split(split)
     if len(dataset) == 0:
         raise ValueError(f"{data}: no rows in split {split!r}")
-    if embedder is None:
-        name, _, truncate = str(getattr(router, "header", {}).get("embedding_model") or "").partition("|")
-        embedder = Embedder(name, truncate=truncate or "tail") if name else Embedder()
+    embedder = embedder or Embedder.from_cache_id(getattr(router, "header", {}).get("embedding_model"))
     vecs = embed_cached(embedder, dataset.prompts, progress=False)
     return calibrate(router, vecs, dataset, parsed).as_dict() | {"split": split}

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from kernels import score_topk
-from routers.base import cost_reference, Estimates, fill_missing, Router, training_costs
+from routers.base import Estimates, Router, cost_reference, fill_missing, training_costs
 from routers.dataset import RoutingDataset
 from routers.linear import LinearCost
 from routers.tokens import output_token_matrix

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from routers.base import Router, utility
+from routers.base import Router, decide_many
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
@@ -290,13 +290,5 @@ def fill_cost(cost: np.ndarray) -> np.ndarray:
 
 
 def pick(quality: np.ndarray, cost: np.ndarray, cost_weight: float, cost_ref: float) -> np.ndarray:
-    """Chosen column per row [N]: `routers.base.decide`'s rule for many rows (utility desc,
-    then cost asc, then index asc)."""
-    if not 0.0 <= cost_weight <= 1.0:
-        raise ValueError(f"cost_weight must be in [0, 1], got {cost_weight}")
-    cost = fill_cost(cost)
-    u = utility(np.asarray(quality), cost, cost_weight, cost_ref)  # same dtype as decide's
-    if len(u) == 0:
-        return np.zeros(0, dtype=np.int64)
-    index = np.broadcast_to(np.arange(u.shape[1]), u.shape)
-    return np.lexsort((index, cost, -u), axis=-1)[:, 0].astype(np.int64)
+    """Chosen column per row [N]: `decide_many` on costs with unpriced columns filled."""
+    return decide_many(quality, fill_cost(cost), cost_weight, cost_ref)

@@ -60,10 +60,20 @@ from typing import Any
 
 import numpy as np
 
-from routers.base import cost_reference, Embed, Estimates, ExpertCard, fill_missing, OnboardingError, Router, training_costs
+from routers.base import (
+    Embed,
+    Estimates,
+    ExpertCard,
+    OnboardingError,
+    Router,
+    cost_reference,
+    fill_missing,
+    training_costs,
+)
 from routers.carrot import neighbours
 from routers.dataset import RoutingDataset
 from routers.linear import LinearCost
+from routers.mlp import fit_mlp, mlp_forward
 
 ALPHA_GRID = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 MIN_VALIDATION = 20  # fewer rows than this: alpha and calibration are fitted in-sample
@@ -78,30 +88,6 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free form
-
-
-def mlp_forward(x: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray]) -> np.ndarray:
-    h = np.asarray(x, dtype=np.float32)
-    for w, b in zip(weights[:-1], biases[:-1]):
-        h = np.maximum(h @ w + b, 0.0)  # MLPRegressor's default relu
-    return h @ weights[-1] + biases[-1]
-
-
-def fit_mlp(x: np.ndarray, y: np.ndarray, hidden: int, l2: float, seed: int,
-            max_iter: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    from sklearn.exceptions import ConvergenceWarning  # noqa: PLC0415 - training-only imports
-    from sklearn.neural_network import MLPRegressor  # noqa: PLC0415
-    from threadpoolctl import threadpool_limits  # noqa: PLC0415 - ships with sklearn
-
-    stop = len(x) >= 20  # early stopping holds out a tenth (rounded up) of the rows
-    net = MLPRegressor(hidden_layer_sizes=(hidden,), alpha=l2, random_state=seed, max_iter=max_iter, early_stopping=stop,
-                       n_iter_no_change=10, batch_size=min(128, len(x) - (-(-len(x) // 10) if stop else 0)))
-    # One BLAS thread: the minibatch products are small, and threads cost more than they give
-    # (tens of times slower on a busy 2-core machine).
-    with warnings.catch_warnings(), threadpool_limits(1):
-        warnings.simplefilter("ignore", ConvergenceWarning)  # stopping at max_iter is fine here
-        net.fit(x, y if y.shape[1] > 1 else y[:, 0])
-    return [w.astype(np.float32) for w in net.coefs_], [b.astype(np.float32) for b in net.intercepts_]
 
 
 def task_labels(embeddings: np.ndarray, tasks: Sequence[str], n_clusters: int, seed: int) -> list[str]:
@@ -341,7 +327,7 @@ class GliderRouter(Router):
         return unit(np.asarray(embed(list(instruction_texts)), np.float32)) @ self.experts.T - self.centre
 
     def local_scores(self, embeddings: np.ndarray) -> np.ndarray:
-        return mlp_forward(embeddings, self.weights, self.biases).reshape(len(embeddings), len(self.biases[-1]))
+        return mlp_forward(embeddings, self.weights, self.biases)
 
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
         z = self.calib[0] * logits + self.calib[1]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from routers.base import cost_reference, Estimates, Router, training_costs
+from routers.base import Estimates, Router, cost_reference, training_costs
 from routers.dataset import RoutingDataset
 from routers.linear import LinearCost
 

@@ -13,13 +13,33 @@ from typing import Any
 
 import numpy as np
 
-from routers.base import cost_reference, Estimates, fill_missing, Router, training_costs
+from routers.base import Estimates, Router, cost_reference, fill_missing, training_costs
 from routers.dataset import RoutingDataset
 from routers.linear import LinearCost
 
 
-def relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0.0)
+def mlp_forward(x: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray]) -> np.ndarray:
+    h = np.asarray(x, dtype=np.float32)
+    for w, b in zip(weights[:-1], biases[:-1]):
+        h = np.maximum(h @ w + b, 0.0)  # MLPRegressor's default relu
+    return (h @ weights[-1] + biases[-1]).reshape(len(h), len(biases[-1]))
+
+
+def fit_mlp(x: np.ndarray, y: np.ndarray, hidden: int, l2: float, seed: int,
+            max_iter: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    from sklearn.exceptions import ConvergenceWarning  # noqa: PLC0415 - training-only imports
+    from sklearn.neural_network import MLPRegressor  # noqa: PLC0415
+    from threadpoolctl import threadpool_limits  # noqa: PLC0415 - ships with sklearn
+
+    stop = len(x) >= 20  # early stopping holds out a tenth (rounded up) of the rows
+    net = MLPRegressor(hidden_layer_sizes=(hidden,), alpha=l2, random_state=seed, max_iter=max_iter, early_stopping=stop,
+                       n_iter_no_change=10, batch_size=min(128, len(x) - (-(-len(x) // 10) if stop else 0)))
+    # One BLAS thread: the minibatch products are small, and threads cost more than they give
+    # (tens of times slower on a busy 2-core machine).
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore", ConvergenceWarning)  # stopping at max_iter is fine here
+        net.fit(x, y if y.shape[1] > 1 else y[:, 0])
+    return [w.astype(np.float32) for w in net.coefs_], [b.astype(np.float32) for b in net.intercepts_]
 
 
 class MlpRouter(Router):
@@ -36,33 +56,19 @@ class MlpRouter(Router):
         self.cost = LinearCost()
 
     def fit(self, embeddings: np.ndarray, data: RoutingDataset) -> MlpRouter:
-        from sklearn.exceptions import ConvergenceWarning  # noqa: PLC0415 - training-only imports
-        from sklearn.neural_network import MLPRegressor  # noqa: PLC0415
-
         costs = training_costs(data, self.kind)
         scores = fill_missing(data.scores)  # the MLP needs a full target matrix; NaN -> model mean
         x = np.asarray(embeddings, dtype=np.float32)
-        net = MLPRegressor(
-            hidden_layer_sizes=(self.params["hidden"],), alpha=self.params["alpha"], random_state=self.params["seed"],
-            max_iter=self.params["max_iter"], early_stopping=len(x) >= 20, n_iter_no_change=10, batch_size=min(128, len(x)),
-        )
-        with warnings.catch_warnings():  # hitting max_iter is fine for a baseline; don't spam the trainer's output
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            net.fit(x, scores if scores.shape[1] > 1 else scores[:, 0])
-        self.weights = [w.astype(np.float32) for w in net.coefs_]
-        self.biases = [b.astype(np.float32) for b in net.intercepts_]
+        self.weights, self.biases = fit_mlp(x, scores, self.params["hidden"], self.params["alpha"], self.params["seed"],
+                                            self.params["max_iter"])
         # Clip predictions to the training range: an identity output layer can overshoot 0..1.
         self.lo, self.hi = scores.min(axis=0), scores.max(axis=0)
         self.cost.fit(x, costs)
         self.cost_ref = cost_reference(costs)
-        self.params["epochs"] = int(net.n_iter_)
         return self
 
     def predict_scores(self, embeddings: np.ndarray) -> np.ndarray:
-        h = np.asarray(embeddings, dtype=np.float32)
-        for w, b in zip(self.weights[:-1], self.biases[:-1]):
-            h = relu(h @ w + b)  # MLPRegressor's default activation
-        out = h @ self.weights[-1] + self.biases[-1]
+        out = mlp_forward(embeddings, self.weights, self.biases)
         return np.clip(out, self.lo, self.hi)
 
     def estimate(self, embeddings: np.ndarray) -> Estimates:

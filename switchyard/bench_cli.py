@@ -35,7 +35,7 @@ def replay(
     typer.echo(json.dumps(result, indent=2))
 
 
-def _kinds(routers: str | None, default: list[str]) -> list[str]:
+def router_kinds(routers: str | None, default: list[str]) -> list[str]:
     from routers.artifacts import ROUTER_KINDS  # noqa: PLC0415
 
     kinds = [k.strip() for k in routers.split(",") if k.strip()] if routers else default
@@ -68,7 +68,7 @@ def generalization(
     from evaluation.generalization import run_generalization  # noqa: PLC0415
     from evaluation.loaders import load_dataset  # noqa: PLC0415
 
-    kinds = _kinds(routers, ["carrot", "carrot-linear", "knn", "mlp", "mf", "skills", "glider"])
+    kinds = router_kinds(routers, ["carrot", "carrot-linear", "knn", "mlp", "mf", "skills", "glider"])
     try:
         dataset = load_dataset(data)
         if model is not None and model not in dataset.models:
@@ -98,7 +98,7 @@ def robustness(
     from switchyard.cli import default_data  # noqa: PLC0415
     from switchyard.training import train_router  # noqa: PLC0415
 
-    kinds = _kinds(routers, ["carrot", "carrot-linear", "knn", "mlp", "mf"])
+    kinds = router_kinds(routers, ["carrot", "carrot-linear", "knn", "mlp", "mf"])
     folder = data or default_data() / "routerbench"
     try:
         embedder = Embedder()

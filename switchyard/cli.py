@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from switchyard.cli_errors import fail
 from switchyard.bench_cli import app as bench_app
+from switchyard.bench_cli import router_kinds
+from switchyard.cli_errors import fail
 from switchyard.experts_cli import app as experts_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -121,7 +122,7 @@ def targets(
     from evaluation.targets import print_tables, run_targets  # noqa: PLC0415
     from routers.artifacts import ROUTER_KINDS  # noqa: PLC0415
 
-    kinds = [k.strip() for k in routers.split(",") if k.strip()] if routers else list(ROUTER_KINDS)
+    kinds = router_kinds(routers, list(ROUTER_KINDS))
     try:
         results = run_targets(data or default_data(), kinds, out, log=lambda m: typer.echo(m, err=True))
     except (ValueError, OSError) as exc:

@@ -67,6 +67,10 @@ def loopback() -> Iterator[tuple[str, LoopbackState]]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
+    """The Redis server .ci/run started (SWITCHYARD_TEST_REDIS_URL), else one of our own."""
+    if url := os.environ.get("SWITCHYARD_TEST_REDIS_URL"):
+        yield url
+        return
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.fail("redis-server is not installed (apt-get install redis-server; scripts/setup.sh does it)")

@@ -161,3 +161,10 @@ def test_llmrouter_bad_row_names_file_row_and_field(tmp_path: Path) -> None:
     assert ds.tasks == ["mmlu"] and ds.costs is not None and ds.costs[0, 0] > 0
     (tmp_path / "default_llm.json").write_text(json.dumps({"codegemma-7b": {"input_price": "cheap", "output_price": 0.2}}))
     _one_line_error(tmp_path, "'codegemma-7b'", "field 'input_price'")
+
+
+def test_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps({"prompt": "first\u2028second", "scores": {"a": 1.0}, "costs": {"a": 0.1}}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    assert load_dataset(path).prompts == ["first\u2028second"]

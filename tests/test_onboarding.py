@@ -20,9 +20,12 @@ import numpy as np
 import pytest
 
 from evaluation.loaders import load_dataset
+from experts.spec import ExpertSpec
 from gateway.app import create_app
+from gateway.onboarding import price
 from gateway.settings import load_settings
 from routers.embedder import Embedder
+from routers.tokens import estimate_tokens
 from switchyard.threaded import ThreadedServer
 from switchyard.training import train_router
 from tests.conftest import ROUTERBENCH_MODELS, write_config
@@ -85,10 +88,6 @@ def test_calibration_errors_are_one_line(bench_slice: Path, tmp_path: Path, carr
 
 @pytest.mark.parametrize("max_tokens", [None, 16])
 def test_costs_come_from_the_experts_prices(max_tokens: int | None) -> None:
-    from experts.spec import ExpertSpec  # noqa: PLC0415
-    from gateway.onboarding import price  # noqa: PLC0415
-    from routers.tokens import estimate_tokens  # noqa: PLC0415
-
     query = "hello world, how are you"
     experts = [ExpertSpec(name=n, base_url="http://x/v1", input_price=p, output_price=2 * p) for n, p in (("a", 1.0), ("b", 3.0), ("free", 0.0))]
     cap = max_tokens or 10**9

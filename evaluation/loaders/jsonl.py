@@ -75,14 +75,15 @@ def _responses(path: Path, row: int, value: object) -> dict[str, str | None]:
     return value
 
 
-def _read(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, parsed row with validated fields) for each non-blank line."""
-    _, file_split = task_and_split(path.stem)
-    rows = []
+def json_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON-lines file, or a one-line error."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # "\n" only: str.splitlines would also break at U+2028 and other separators that JSON
+        # strings may hold unescaped (LLMRouter's query files do).
+        lines = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot read: {str(exc).splitlines()[0]}") from None
+    out = []
     for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -92,6 +93,15 @@ def _read(path: Path) -> list[tuple[int, dict[str, Any]]]:
             raise DatasetError(f"{path}: row {i}: not valid JSON: {str(exc).splitlines()[0]}") from None
         if not isinstance(raw, dict):
             raise DatasetError(f"{path}: row {i}: expected an object, got {type(raw).__name__}")
+        out.append((i, raw))
+    return out
+
+
+def _read(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, parsed row with validated fields) for each non-blank line."""
+    _, file_split = task_and_split(path.stem)
+    rows = []
+    for i, raw in json_lines(path):
         if not isinstance(raw.get("prompt"), str):
             raise DatasetError(f"{path}: row {i}: field 'prompt': expected text, got {type(raw.get('prompt')).__name__}")
         costs = number_map(path, i, "costs", raw["costs"]) if raw.get("costs") is not None else {}

@@ -16,15 +16,12 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
-import numpy as np
-
 from evaluation.loaders.errors import DatasetError
-from evaluation.loaders.prices import estimated_costs, read_prices
-from evaluation.loaders.routerdc import price_table, read_rows
+from evaluation.loaders.jsonl import json_lines
+from evaluation.loaders.prices import read_prices
+from evaluation.loaders.routerdc import price_table, read_rows, scored_dataset
 from routers.dataset import RoutingDataset
 
 PRICES_FILE = "default_llm.json"
@@ -39,18 +36,11 @@ def is_llmrouter(path: Path) -> bool:
 
 def _query_tasks(path: Path) -> dict[str, str]:
     tasks: dict[str, str] = {}
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise DatasetError(f"{path}: row {i}: not valid JSON: {str(exc).splitlines()[0]}") from None
-            for name in ("query", "task_name"):
-                if not isinstance(row.get(name) if isinstance(row, dict) else None, str):
-                    raise DatasetError(f"{path}: row {i}: field {name!r}: expected text")
-            tasks.setdefault(row["query"], row["task_name"])  # first line wins for duplicates
+    for i, row in json_lines(path):
+        for name in ("query", "task_name"):
+            if not isinstance(row.get(name), str):
+                raise DatasetError(f"{path}: row {i}: field {name!r}: expected text")
+        tasks.setdefault(row["query"], row["task_name"])  # first line wins for duplicates
     return tasks
 
 
@@ -89,19 +79,5 @@ def load_llmrouter(path: str | Path, prices: str | Path | None = None) -> Routin
             tasks.append("" if index is None else index[question])
             splits.append(split)
             ids.append(f"{f.stem}:{i}")
-    if not prompts:
-        raise DatasetError(f"{path}: no rows")
-    models = sorted({m for s in score_rows for m in s})
-    scores = np.array([[s.get(m, math.nan) for m in models] for s in score_rows], dtype=np.float32)
-    table = price_table(models, prices, read_prices(folder / PRICES_FILE), folder / PRICES_FILE)
-    return RoutingDataset(
-        prompts=prompts,
-        models=models,
-        scores=scores,
-        costs=estimated_costs(prompts, tasks, models, table),
-        tasks=tasks,
-        splits=splits,
-        sample_ids=ids,
-        responses=None,
-        source=str(path),
-    )
+    return scored_dataset(path, prompts, score_rows, tasks, splits, ids,
+                          lambda models: price_table(models, prices, read_prices(folder / PRICES_FILE), folder / PRICES_FILE))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -121,20 +122,18 @@ def load_routerdc(path: str | Path, prices: str | Path | None = None) -> Routing
             tasks.append(task)
             splits.append(split)
             ids.append(f"{f.stem}:{i}")
+    return scored_dataset(path, prompts, score_rows, tasks, splits, ids, lambda models: price_table(
+        models, prices, {m: p for m in models if (p := default_price(m)) is not None}, path))
+
+
+def scored_dataset(source: Path, prompts: list[str], score_rows: list[dict[str, float]], tasks: list[str], splits: list[str],
+                   ids: list[str], table_for: Callable[[list[str]], dict[str, Price]]) -> RoutingDataset:
+    """The dataset of {question, scores} rows (RouterDC, LLMRouter): models are every name any
+    row scores (NaN where a row lacks one), costs token-estimated at `table_for(models)`."""
     if not prompts:
-        raise DatasetError(f"{path}: no rows")
+        raise DatasetError(f"{source}: no rows")
     models = sorted({m for s in score_rows for m in s})
     scores = np.array([[s.get(m, math.nan) for m in models] for s in score_rows], dtype=np.float32)
-    defaults = {m: p for m in models if (p := default_price(m)) is not None}
-    table = price_table(models, prices, defaults, path)
-    return RoutingDataset(
-        prompts=prompts,
-        models=models,
-        scores=scores,
-        costs=estimated_costs(prompts, tasks, models, table),
-        tasks=tasks,
-        splits=splits,
-        sample_ids=ids,
-        responses=None,
-        source=str(path),
-    )
+    return RoutingDataset(prompts=prompts, models=models, scores=scores,
+                          costs=estimated_costs(prompts, tasks, models, table_for(models)),
+                          tasks=tasks, splits=splits, sample_ids=ids, responses=None, source=str(source))
