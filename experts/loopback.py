@@ -26,6 +26,7 @@ class Behaviour:
     chunks: int = 3  # content chunks when streaming
     chunk_delay_s: float = 0.0
     die_after_chunks: int | None = None  # drop the connection mid-stream
+    answer: str | None = None  # reply this text (e.g. "The answer is (B)", for voting) instead of the echo
 
 
 @dataclass
@@ -35,6 +36,8 @@ class LoopbackState:
     record: bool = True
     in_flight: int = 0
     cancelled: int = 0
+    in_flight_by: dict[str, int] = field(default_factory=dict)  # per model, during the delay
+    peak_by: dict[str, int] = field(default_factory=dict)  # the most seen at once, per model
 
     def behaviour(self, model: str) -> Behaviour:
         return self.behaviours.get(model) or self.behaviours.get("*") or Behaviour()
@@ -46,9 +49,9 @@ def _text(content: Any) -> str:
     return str(content or "")
 
 
-def _answer(model: str, messages: list[dict[str, Any]]) -> tuple[str, int, int]:
+def _answer(model: str, messages: list[dict[str, Any]], fixed: str | None = None) -> tuple[str, int, int]:
     last = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
-    reply = f"{model} answers: {last[:120]}"
+    reply = fixed if fixed is not None else f"{model} answers: {last[:120]}"
     prompt_tokens = sum(len(_text(m.get("content")).split()) + 4 for m in messages)
     return reply, prompt_tokens, len(reply.split())
 
@@ -80,15 +83,18 @@ def build_loopback_app(state: LoopbackState | None = None) -> Starlette:
             state.requests.append(body)
         b = state.behaviour(model)
         state.in_flight += 1
+        state.in_flight_by[model] = now = state.in_flight_by.get(model, 0) + 1
+        state.peak_by[model] = max(state.peak_by.get(model, 0), now)
         try:
             if b.delay_s and await _client_left_during(request, b.delay_s):
                 state.cancelled += 1  # the caller gave up (e.g. the gateway cancelled upstream)
                 return Response(status_code=499)
         finally:
             state.in_flight -= 1
+            state.in_flight_by[model] -= 1
         if b.fail_status:
             return _error(b.fail_status, f"injected failure for {model}")
-        reply, pt, ct = _answer(model, messages)
+        reply, pt, ct = _answer(model, messages, b.answer)
         rid, created = f"chatcmpl-loop{len(state.requests)}", int(time.time())
         usage = {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
         if not body.get("stream"):

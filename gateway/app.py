@@ -123,7 +123,7 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     )
     t = settings.timeouts
     dispatcher = Dispatcher(OpenAIHTTPBackend(Timeouts(t.connect, t.read, t.write, t.pool)))
-    gateway = Gateway(routers, settings.default_router, registry, query_embedder, dispatcher, metrics)
+    gateway = Gateway(routers, settings.default_router, registry, query_embedder, dispatcher, metrics, settings.grouping)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # noqa: ANN202

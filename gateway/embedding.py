@@ -38,6 +38,23 @@ class QueryEmbedder:
             self._timer = loop.call_later(self.window_s, self._flush)
         return await fut
 
+    async def embed_many(self, texts: list[str]) -> np.ndarray:
+        """[n, D] for a batch the caller already gathered (online grouping): the LRU, then one
+        model call for the misses, with no window of its own."""
+        keys = [text_key(self.embedder.cache_id, t) for t in texts]
+        found = [self.cache.get(k) for k in keys]
+        missing = {k: t for k, t, v in zip(keys, texts, found) if v is None}
+        self.hits += len(texts) - sum(v is None for v in found)
+        self.misses += sum(v is None for v in found)
+        if missing:
+            self.batch_sizes.append(len(missing))
+            vecs = await asyncio.to_thread(self.embedder.encode, list(missing.values()))
+            for key, vec in zip(missing, vecs):
+                self.cache.put(key, vec)
+            fresh = dict(zip(missing, vecs))
+            found = [fresh[k] if v is None else v for k, v in zip(keys, found)]
+        return np.stack(found)
+
     def _flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()

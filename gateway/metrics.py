@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -28,6 +31,43 @@ class Metrics:
         self.upstream_errors = Counter(
             "switchyard_upstream_errors_total", "Upstream failures, by expert and code.", ["expert", "code"], registry=self.registry
         )
+        # Online grouping (gateway/batching.py) and the per-expert queues (experts/queues.py).
+        self.route_batch_size = Histogram(
+            "switchyard_route_batch_size", "Queries per router.predict call (1 each with grouping off).", ["router"],
+            buckets=BATCH_BUCKETS, registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "switchyard_expert_queue_depth", "Calls waiting for a free slot of the expert (its max_concurrency).", ["expert"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("switchyard_expert_in_flight", "Calls holding a slot of the expert.", ["expert"], registry=self.registry)
+        self.queue_wait_seconds = Histogram(
+            "switchyard_expert_queue_wait_seconds", "Time a call waited for a slot of its expert.", ["expert"],
+            buckets=(0.0,) + LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.aggregations = Counter(
+            "switchyard_aggregations_total", "Answers combined from k > 1 experts, by mode and outcome.", ["mode", "outcome"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def route_batch_size_observer(self) -> Callable[[str, int], None]:
+        return lambda router, size: self.route_batch_size.labels(router).observe(size)
+
+
+class QueueMetrics:
+    """experts/queues.py's observer: depth, in-flight count and waits per expert."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def waiting(self, expert: str, delta: int) -> None:
+        self.metrics.queue_depth.labels(expert).inc(delta)
+
+    def running(self, expert: str, delta: int) -> None:
+        self.metrics.in_flight.labels(expert).inc(delta)
+
+    def waited(self, expert: str, seconds: float) -> None:
+        self.metrics.queue_wait_seconds.labels(expert).observe(seconds)

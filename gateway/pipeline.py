@@ -1,17 +1,17 @@
 """The request pipeline, in order: resolve the target -> embed -> route -> dispatch -> account.
 
 `Gateway.plan` turns a request into a RoutePlan (which expert, why); `complete` and `stream`
-carry it out against the expert and attach the routing metadata and the cost.
+carry it out against the expert and attach the routing metadata and the cost. With k > 1
+experts they hand over to gateway/fanout.py; with grouping on, the embedding and the router's
+predict run batched across concurrent requests (gateway/batching.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -19,13 +19,18 @@ from experts.dispatcher import Dispatcher, HeldStream
 from experts.errors import UpstreamError
 from experts.registry import ExpertRegistry
 from experts.spec import ExpertSpec
+from gateway.batching import PerRequest, RouteBatcher
 from gateway.embedding import QueryEmbedder
-from gateway.errors import GatewayError, sse_error
-from gateway.metrics import Metrics
+from gateway.errors import GatewayError
+from gateway.fanout import Aggregation, FanOut, FanOutStream, choose_aggregation
+from gateway.metrics import Metrics, QueueMetrics
 from gateway.onboarding import Onboarder, price
 from gateway.schemas import ChatCompletionRequest, RoutingOptions
-from gateway.settings import RouterConfig
+from gateway.settings import GroupingConfig, RouterConfig
+from gateway.streaming import relay_events
 from routers.base import Router, decide
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -41,6 +46,7 @@ class RoutePlan:
     experts: list[ExpertSpec]  # chosen, best first
     predicted: dict[str, dict[str, float]] = field(default_factory=dict)
     route_ms: float = 0.0
+    aggregation: Aggregation | None = None  # k > 1: how the experts' answers combine
 
     def metadata(self, cost_usd: float | None = None) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -50,6 +56,8 @@ class RoutePlan:
             "predicted": self.predicted,
             "route_ms": round(self.route_ms, 3),
         }
+        if self.aggregation is not None:
+            meta["aggregate"] = self.aggregation.describe()
         if cost_usd is not None:
             meta["cost_usd"] = cost_usd
         if replayed := [e.name for e in self.experts if e.backend == "replay"]:
@@ -92,6 +100,7 @@ class Gateway:
         embedder: QueryEmbedder | None,
         dispatcher: Dispatcher,
         metrics: Metrics,
+        grouping: GroupingConfig | None = None,
     ) -> None:
         self.routers = routers
         self.onboarder = Onboarder(embedder.embedder.encode) if embedder is not None else None
@@ -100,6 +109,16 @@ class Gateway:
         self.embedder = embedder
         self.dispatcher = dispatcher
         self.metrics = metrics
+        self.fanout = FanOut(self)
+        dispatcher.queues.observer = QueueMetrics(metrics)
+        grouping = grouping or GroupingConfig()
+        self.estimator: RouteBatcher | PerRequest | None = None
+        if embedder is not None:
+            on_batch = self.metrics.route_batch_size_observer()
+            self.estimator = (
+                RouteBatcher(embedder, grouping.window_ms / 1000, grouping.max_batch, on_batch) if grouping.enabled
+                else PerRequest(embedder, on_batch)
+            )
 
     # -- planning -------------------------------------------------------------------------
 
@@ -108,8 +127,6 @@ class Gateway:
         name, weight = _parse_model(req.model)
         if opts.cost_weight is not None:
             weight = opts.cost_weight
-        if opts.k > 1:
-            raise GatewayError(400, "routing.k > 1 needs answer aggregation, which this gateway does not offer yet", "routing.k", "unsupported")
         if opts.router is not None:
             if name != "auto" and name not in self.routers:
                 raise GatewayError(400, "routing.router applies only with model 'auto' or a router's name", "routing.router", "invalid_request")
@@ -121,6 +138,9 @@ class Gateway:
         if name in self.routers:
             return await self._route(self.routers[name], req, opts, weight)
         if opts.router is None and (expert := await self.registry.get(name)) is not None:
+            if opts.k > 1:
+                raise GatewayError(400, "routing.k > 1 needs a router to recruit the experts: use model 'auto' or a router's name",
+                                   "routing.k", "invalid_request")
             return RoutePlan(router=None, cost_weight=None, experts=[expert])
         param = "routing.router" if opts.router is not None else "model"
         raise GatewayError(404, f"unknown model, router or expert {name!r}", param, "model_not_found")
@@ -149,10 +169,9 @@ class Gateway:
         started = time.perf_counter()
         w = loaded.config.cost_weight if weight is None else weight
         candidates = await self._candidates(loaded, opts)
-        assert self.embedder is not None  # routers configured => embedder built
+        assert self.estimator is not None  # routers configured => embedder built
         query = req.query_text()
-        vec = await self.embedder.embed(query)
-        est = loaded.router.predict(vec[None, :])
+        est = await self.estimator.estimate(loaded.config.name, loaded.router, query)
         models = loaded.router.all_models
         cols = [models.index(e.profile) for e in candidates]
         quality = est.quality[0, cols].astype(np.float64)
@@ -169,9 +188,11 @@ class Gateway:
             e.name: {"quality": round(float(quality[i]), 6), "cost_usd": float(cost[i]), "utility": round(float(decision.utility[i]), 6)}
             for i, e in enumerate(candidates)
         }
+        chosen = [candidates[i] for i in decision.chosen]
+        aggregation = choose_aggregation(loaded.config, loaded.router, opts, chosen, self.registry.snapshot()) if len(chosen) > 1 else None
         elapsed = time.perf_counter() - started
         self.metrics.route_seconds.labels(loaded.config.name).observe(elapsed)
-        return RoutePlan(loaded.config.name, w, [candidates[i] for i in decision.chosen], predicted, elapsed * 1000)
+        return RoutePlan(loaded.config.name, w, chosen, predicted, elapsed * 1000, aggregation)
 
     # -- carrying out ---------------------------------------------------------------------
 
@@ -185,64 +206,49 @@ class Gateway:
     def _failed(self, expert: ExpertSpec, exc: UpstreamError) -> None:
         self.metrics.upstream_errors.labels(expert.name, exc.code).inc()
 
-    async def complete(self, req: ChatCompletionRequest, plan: RoutePlan) -> dict[str, Any]:
-        expert = plan.experts[0]
+    async def _counted(self, expert: ExpertSpec, plan: RoutePlan, work: Awaitable[T]) -> T:
+        """Await one upstream call to `expert`, counted: requests, time to answer, failures."""
         self.metrics.expert_requests.labels(expert.name, plan.router or "none").inc()
         started = time.perf_counter()
         try:
-            data = await self.dispatcher.complete(expert, req.upstream_body())
+            result = await work
         except UpstreamError as exc:
             self._failed(expert, exc)
             raise
         self.metrics.upstream_seconds.labels(expert.name).observe(time.perf_counter() - started)
+        return result
+
+    async def call(self, expert: ExpertSpec, body: dict[str, Any], plan: RoutePlan) -> dict[str, Any]:
+        """One counted call to one expert (k = 1, and each call of a fan-out)."""
+        return await self._counted(expert, plan, self.dispatcher.complete(expert, body))
+
+    async def open_call(self, expert: ExpertSpec, body: dict[str, Any], plan: RoutePlan) -> HeldStream:
+        """One counted stream from one expert, opened (its first byte is in)."""
+        return await self._counted(expert, plan, self.dispatcher.open_stream(expert, body))
+
+    async def complete(self, req: ChatCompletionRequest, plan: RoutePlan) -> dict[str, Any]:
+        if plan.aggregation is not None:
+            return await self.fanout.complete(req, plan)
+        expert = plan.experts[0]
+        data = await self.call(expert, req.upstream_body(), plan)
         data["model"] = expert.name
         data["routing"] = plan.metadata(self._account(plan, expert, data.get("usage")))
         return data
 
-    async def open_stream(self, req: ChatCompletionRequest, plan: RoutePlan) -> HeldStream:
+    async def open_stream(self, req: ChatCompletionRequest, plan: RoutePlan) -> HeldStream | FanOutStream:
         """Open the upstream stream; failures raised here still become plain HTTP errors."""
-        expert = plan.experts[0]
-        self.metrics.expert_requests.labels(expert.name, plan.router or "none").inc()
-        started = time.perf_counter()
-        try:
-            held = await self.dispatcher.open_stream(expert, req.upstream_body())
-        except UpstreamError as exc:
-            self._failed(expert, exc)
-            raise
-        self.metrics.upstream_seconds.labels(expert.name).observe(time.perf_counter() - started)
-        return held
+        if plan.aggregation is not None:
+            return await self.fanout.open_stream(req, plan)
+        return await self.open_call(plan.experts[0], req.upstream_body(), plan)
 
-    async def relay(self, req: ChatCompletionRequest, plan: RoutePlan, held: HeldStream) -> AsyncIterator[bytes]:
-        """SSE out: each upstream chunk renamed to the expert, routing on the first chunk, the
-        cost on the usage chunk; an error event if the expert fails mid-stream."""
+    def relay(self, req: ChatCompletionRequest, plan: RoutePlan, held: HeldStream | FanOutStream) -> AsyncIterator[bytes]:
+        """SSE out (gateway/streaming.py): chunks renamed to the expert, routing on the first
+        chunk, the cost on the usage chunk; an error event if the expert fails mid-stream."""
+        if isinstance(held, FanOutStream):
+            return self.fanout.relay(req, plan, held)
         expert = plan.experts[0]
-        want_usage = bool(req.stream_options and req.stream_options.include_usage)
-        first = True
-        try:
-            async for chunk in held.events():
-                chunk["model"] = expert.name
-                if first:
-                    chunk["routing"] = plan.metadata()
-                    first = False
-                usage = chunk.get("usage")
-                if usage:
-                    cost = self._account(plan, expert, usage)
-                    if not want_usage:
-                        if not chunk.get("choices"):
-                            continue
-                        chunk.pop("usage")
-                    else:
-                        chunk["routing"] = plan.metadata(cost)
-                elif not want_usage:
-                    chunk.pop("usage", None)
-                yield f"data: {json.dumps(chunk)}\n\n".encode()
-            yield b"data: [DONE]\n\n"
-        except UpstreamError as exc:
-            self._failed(expert, exc)
-            yield sse_error(exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the client gets an error event, never a traceback
-            yield sse_error(exc)
-        finally:
-            await held.aclose()
+        return relay_events(
+            held.events(), model=expert.name, want_usage=bool(req.stream_options and req.stream_options.include_usage),
+            routing=plan.metadata, account=lambda usage: (usage, self._account(plan, expert, usage)),
+            on_upstream_error=lambda exc: self._failed(expert, exc), close=held.aclose,
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.errors import GatewayError
 
@@ -18,6 +18,15 @@ class RoutingOptions(BaseModel):
     k: int = Field(default=1, ge=1, le=16, description="experts to recruit")
     experts: list[str] | None = Field(default=None, description="allow-list of expert names")
     max_cost_usd: float | None = Field(default=None, ge=0.0, description="drop experts predicted to cost more")
+    aggregate: Literal["synthesize", "vote", "best"] | None = Field(default=None, description="k > 1: how answers combine")
+    aggregator: str | None = Field(default=None, description="k > 1 with synthesize: the expert that writes the final answer")
+    min_successful: int = Field(default=1, ge=1, description="k > 1: answer when at least this many experts did")
+
+    @model_validator(mode="after")
+    def _fits_k(self) -> RoutingOptions:
+        if self.min_successful > self.k:
+            raise ValueError(f"min_successful ({self.min_successful}) must not exceed k ({self.k})")
+        return self
 
 
 class Message(BaseModel):

@@ -7,7 +7,7 @@ SWITCHYARD_DEFAULT_ROUTER, and nested fields with `__` (SWITCHYARD_TIMEOUTS__REA
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -28,6 +28,10 @@ class RouterConfig(BaseModel):
     artifact: Path
     cost_weight: float = Field(default=0.0, ge=0.0, le=1.0, description="used when a request sets none")
     params: dict[str, Any] = Field(default_factory=dict)
+    aggregate: Literal["synthesize", "vote", "best"] = Field(default="synthesize", description="how k > 1 answers combine, when a request says not")
+    aggregator: str | None = Field(
+        default=None, description="expert that synthesises; absent: the router's own choice (skills), else the top-ranked expert"
+    )
 
 
 class EmbeddingConfig(BaseModel):
@@ -39,6 +43,16 @@ class EmbeddingConfig(BaseModel):
     cache_size: int = Field(default=100_000, ge=0)
     batch_window_ms: float = Field(default=2.0, ge=0)
     max_batch: int = Field(default=64, ge=1)
+
+
+class GroupingConfig(BaseModel):
+    """Online grouping: route the requests of a short window as one batch (gateway/batching.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    window_ms: float = Field(default=2.0, ge=0, description="how long the first request of a batch waits for others")
+    max_batch: int = Field(default=64, ge=1, description="a batch this full is routed at once")
 
 
 class TimeoutConfig(BaseModel):
@@ -61,6 +75,7 @@ class Settings(BaseSettings):
     default_router: str | None = None
     experts: list[ExpertSpec] = Field(default_factory=list)
     timeouts: TimeoutConfig = TimeoutConfig()
+    grouping: GroupingConfig = GroupingConfig()
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     registry_refresh_s: float = Field(default=1.0, gt=0)
 
