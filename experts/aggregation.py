@@ -46,7 +46,7 @@ def majority(answers: Sequence[str | None]) -> int | None:
 
 # -- the gateway's aggregators (k > 1) ------------------------------------------------------
 
-_LEADING_CHOICE = re.compile(r"^\s*\(?([A-E])(?:[).:\]]|\s|$)")
+_LEADING_CHOICE = re.compile(r"^\s*\(?([A-E])(?:[).:\]]|\s*$)")
 
 
 def extract_answer(text: str | None) -> str | None:
