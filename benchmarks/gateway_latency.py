@@ -573,16 +573,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def guarded(work: Callable[[], object]) -> int:
+    """Run a benchmark: servers stopped on Ctrl-C or SIGTERM, failures as one line and an exit
+    status (benchmarks/grouping.py runs through it too)."""
 
     def on_term(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt  # so the finally blocks stop both servers
+        raise KeyboardInterrupt  # so the finally blocks stop the servers
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where the parent shell ignores it
     try:
-        run(args)
+        work()
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -594,6 +595,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return guarded(lambda: run(args))
 
 
 if __name__ == "__main__":

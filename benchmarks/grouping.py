@@ -7,15 +7,16 @@ experts), one with grouping on (`grouping.window_ms`, `grouping.max_batch`) and 
 (per-request routing), each in its own process on a free 127.0.0.1 port. For each concurrency,
 closed-loop workers send routed requests (model="carrot") with an asyncio httpx client; the
 three modes (direct to the loopback expert, gateway grouping off, gateway grouping on) run one
-after another in a shuffled order, `--rounds` times, so that noise hits them alike. Every
-routed request carries a RouterBench prompt that the gateway has not seen (both gateways get
-the same sequence), so each one is embedded, as live traffic is; `--cached` repeats a small
-warmed pool instead, which leaves routing and dispatch alone.
+after another in a shuffled order, `--rounds` times, so that noise hits them alike. By
+default the routed requests cycle through a warmed pool of 64 RouterBench prompts, so their
+embeddings are cached and the figures are routing and dispatch; with `--fresh` every request
+carries a prompt the gateway has not seen (both gateways get the same sequence), so each one is
+embedded as live traffic is (on a busy CPU the embedding model then dominates).
 
 Added latency = the gateway's percentile minus the direct call's at the same concurrency. The
 mean route batch (queries per router.predict) comes from each gateway's /metrics.
 
-    .venv/bin/python benchmarks/grouping.py [--requests N] [--rounds R] [--out DIR] [--cached]
+    .venv/bin/python benchmarks/grouping.py [--requests N] [--rounds R] [--out DIR] [--fresh]
 
 Writes DIR/grouping.json and DIR/grouping.png. Everything runs on one machine (client, two
 gateways, expert): compare the modes within a run, not across machines.
@@ -28,7 +29,6 @@ import asyncio
 import json
 import os
 import random
-import signal
 import sys
 import threading
 import time
@@ -52,6 +52,7 @@ from benchmarks.gateway_latency import (  # noqa: E402
     default_data,
     ensure_artifact,
     gateway_server,
+    guarded,
     loopback_server,
     stats,
     write_gateway_config,
@@ -85,7 +86,7 @@ def start_all(servers: list[Server]) -> None:
         except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller's thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=start, args=(s,)) for s in servers]
+    threads = [threading.Thread(target=start, args=(s,), daemon=True) for s in servers]
     for t in threads:
         t.start()
     for t in threads:
@@ -105,17 +106,25 @@ def batch_totals(url: str) -> tuple[float, float]:
     return count, total
 
 
-async def burst(url: str, model: str, prompts: list[str], concurrency: int) -> tuple[list[float], float]:
-    """`len(prompts)` requests from `concurrency` closed-loop workers: latencies (ms) and wall time (s)."""
+async def burst(url: str, model: str, prompts: list[str], concurrency: int) -> tuple[list[float], float, int]:
+    """`len(prompts)` requests from `concurrency` closed-loop workers: latencies (ms) of the
+    answered ones, wall time (s), and how many failed in transport (a dropped connection is
+    counted, not retried, so it cannot hide in the figures)."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
+    dropped = 0
     queue = iter(prompts)
     async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits) as client:
 
         async def worker() -> None:
+            nonlocal dropped
             for prompt in queue:
                 t0 = time.perf_counter()
-                r = await client.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": prompt}]})
+                try:
+                    r = await client.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": prompt}]})
+                except httpx.TransportError:
+                    dropped += 1
+                    continue
                 elapsed = time.perf_counter() - t0
                 if r.status_code != 200 or not r.json()["choices"][0]["message"]["content"]:
                     raise BenchError(f"{url} answered {r.status_code}: {r.text[:200]}")
@@ -123,10 +132,11 @@ async def burst(url: str, model: str, prompts: list[str], concurrency: int) -> t
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return latencies, time.perf_counter() - started
+        return latencies, time.perf_counter() - started, dropped
 
 
 def prompt_source(data: Path, cached: bool, seed: int) -> tuple[list[str], bool]:
+    """A pool of 64 prompts to repeat (cached), or every distinct prompt once, shuffled."""
     from evaluation.loaders import load_dataset  # noqa: PLC0415
 
     prompts = list(dict.fromkeys(load_dataset(data).prompts))  # train and test: speed, not accuracy, is measured
@@ -141,18 +151,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise BenchError(f"{data}: no such data folder (pass --data or set SWITCHYARD_DATA)")
     out.mkdir(parents=True, exist_ok=True)
     models = ensure_artifact(data, out / f"{ROUTER}.npz")
-    pool, cached = prompt_source(data, args.cached, args.seed)
+    pool, cached = prompt_source(data, not args.fresh, args.seed)
     per_c = {c: max(c, args.requests * c // 16) if c > 1 else max(1, args.requests // 4) for c in CONCURRENCY}
     need = sum(per_c.values()) * args.rounds
     if not cached and len(pool) < need + 64:
         raise BenchError(f"the data has {len(pool)} distinct prompts, fewer than the {need + 64} this run needs: "
-                         f"lower --requests or --rounds, or pass --cached")
+                         f"lower --requests or --rounds, or drop --fresh")
     started = time.perf_counter()
     expert = loopback_server(out / "loopback.log")
     gateways: dict[str, Server] = {}
     samples: dict[tuple[int, str], list[float]] = {}
     walls: dict[tuple[int, str], float] = {}
     batches: dict[tuple[int, str], list[float]] = {}
+    dropped: dict[tuple[int, str], int] = {}
     try:
         expert.start(timeout=60)
         configs = write_configs(out, out / f"{ROUTER}.npz", models, expert.url, args.window_ms, args.max_batch)
@@ -175,7 +186,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rng.shuffle(order)
                 for m in order:
                     before = batch_totals(urls[m]) if m != "direct" else (0.0, 0.0)
-                    lat, wall = asyncio.run(burst(urls[m], model[m], prompts, c))
+                    lat, wall, lost = asyncio.run(burst(urls[m], model[m], prompts, c))
+                    dropped[(c, m)] = dropped.get((c, m), 0) + lost
                     samples.setdefault((c, m), []).extend(lat)
                     walls[(c, m)] = walls.get((c, m), 0.0) + wall
                     if m != "direct":
@@ -194,7 +206,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             s = stats(samples[(c, m)])
             calls = sum(batches.get((c, m), [0.0, 0.0])[0::2])
             queries = sum(batches.get((c, m), [0.0, 0.0])[1::2])
-            rows.append({"concurrency": c, "mode": m, "requests": s["n"], "rps": s["n"] / walls[(c, m)], "p50_ms": s["p50"],
+            rows.append({"concurrency": c, "mode": m, "requests": s["n"], "dropped": dropped[(c, m)],
+                         "rps": s["n"] / walls[(c, m)], "p50_ms": s["p50"],
                          "p99_ms": s["p99"], "added_p50_ms": None if m == "direct" else s["p50"] - base["p50"],
                          "added_p99_ms": None if m == "direct" else s["p99"] - base["p99"],
                          "mean_route_batch": None if m == "direct" or not calls else queries / calls})
@@ -215,10 +228,10 @@ def show(rows: list[dict[str, Any]], cached: bool, args: argparse.Namespace) -> 
 
     print(f"\nrouted requests, {'a warmed pool of 64 prompts' if cached else 'every prompt new to the gateway (embedded)'}; "
           f"grouping on: window {args.window_ms:g} ms, max batch {args.max_batch}")
-    print(f"{'concurrency':>11}  {'mode':<13}{'n':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}"
+    print(f"{'concurrency':>11}  {'mode':<13}{'n':>6}{'lost':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}"
           f"{'route batch':>13}")
     for r in rows:
-        print(f"{r['concurrency']:>11}  {r['mode']:<13}{r['requests']:>6}{r['rps']:>9.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+        print(f"{r['concurrency']:>11}  {r['mode']:<13}{r['requests']:>6}{r['dropped']:>5}{r['rps']:>9.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
               f"{f(r['added_p50_ms'], '11.2f'):>11}{f(r['added_p99_ms'], '11.2f'):>11}{f(r['mean_route_batch'], '13.1f'):>13}")
 
 
@@ -258,7 +271,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2, help="rounds per concurrency, the modes shuffled in each (default 2)")
     p.add_argument("--window-ms", type=float, default=2.0, help="grouping window of the grouping-on gateway (default 2)")
     p.add_argument("--max-batch", type=int, default=64, help="grouping max batch of the grouping-on gateway (default 64)")
-    p.add_argument("--cached", action="store_true", help="repeat a warmed pool of 64 prompts (routing and dispatch only)")
+    p.add_argument("--fresh", action="store_true", help="a new prompt per request, so each is embedded (default: a warmed pool of 64)")
     p.add_argument("--out", type=Path, default=Path("out/grouping"), help="folder for grouping.json/png and logs (default out/grouping)")
     p.add_argument("--data", type=Path, default=None, help="RouterBench folder (default $SWITCHYARD_DATA/routerbench)")
     p.add_argument("--seed", type=int, default=0)
@@ -270,24 +283,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def on_term(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt  # so the finally blocks stop the servers
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except (BenchError, ValueError, OSError, httpx.HTTPError) as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
-        print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
-        return 1
-    return 0
+    return guarded(lambda: run(args))
 
 
 if __name__ == "__main__":

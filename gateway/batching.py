@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gateway.embedding import QueryEmbedder
+from gateway.window import Window
 from routers.base import Estimates, Router
 
 OnBatch = Callable[[str, int], None]  # (router name, queries in one predict call)
@@ -52,31 +53,13 @@ class RouteBatcher:
     """Grouping on: one embedding call and one predict per router for each window's queries."""
 
     def __init__(self, embedder: QueryEmbedder, window_s: float, max_batch: int, on_batch: OnBatch) -> None:
-        self.embedder, self.window_s, self.max_batch, self.on_batch = embedder, window_s, max_batch, on_batch
-        self._pending: list[_Waiting] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()  # strong references until each batch is done
+        self.embedder, self.on_batch = embedder, on_batch
+        self._window: Window[_Waiting] = Window(window_s, max_batch, self._run)
 
     async def estimate(self, name: str, router: Router, text: str) -> Estimates:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Estimates] = loop.create_future()
-        self._pending.append(_Waiting(name, router, text, fut))
-        if len(self._pending) >= self.max_batch:
-            self._flush()
-        elif self._timer is None:
-            # A zero window still groups the queries that reach this point in the same loop pass.
-            self._timer = loop.call_later(self.window_s, self._flush) if self.window_s > 0 else loop.call_soon(self._flush)
+        fut: asyncio.Future[Estimates] = asyncio.get_running_loop().create_future()
+        self._window.add(_Waiting(name, router, text, fut))
         return await fut
-
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self._pending = self._pending, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._run(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
 
     async def _run(self, batch: list[_Waiting]) -> None:
         live = [w for w in batch if not w.future.done()]  # callers that left while queued are skipped

@@ -7,6 +7,7 @@ import asyncio
 
 import numpy as np
 
+from gateway.window import Window
 from routers.embedder import Embedder, EmbeddingLRU, text_key
 
 
@@ -16,8 +17,7 @@ class QueryEmbedder:
         self.cache = EmbeddingLRU(cache_size)
         self.window_s = window_s
         self.max_batch = max_batch
-        self._pending: list[tuple[str, str, asyncio.Future[np.ndarray]]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._window: Window[tuple[str, str, asyncio.Future[np.ndarray]]] = Window(window_s, max_batch, self._run)
         self.hits = 0
         self.misses = 0
         self.batch_sizes: list[int] = []
@@ -31,11 +31,7 @@ class QueryEmbedder:
         self.misses += 1
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[np.ndarray] = loop.create_future()
-        self._pending.append((key, text, fut))
-        if len(self._pending) >= self.max_batch:
-            self._flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(self.window_s, self._flush)
+        self._window.add((key, text, fut))
         return await fut
 
     async def embed_many(self, texts: list[str]) -> np.ndarray:
@@ -54,14 +50,6 @@ class QueryEmbedder:
             fresh = dict(zip(missing, vecs))
             found = [fresh[k] if v is None else v for k, v in zip(keys, found)]
         return np.stack(found)
-
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self._pending = self._pending, []
-        if batch:
-            asyncio.get_running_loop().create_task(self._run(batch))
 
     async def _run(self, batch: list[tuple[str, str, asyncio.Future[np.ndarray]]]) -> None:
         unique = {key: text for key, text, _ in batch}

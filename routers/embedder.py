@@ -73,8 +73,11 @@ class Embedder:
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        prepared = self._tails(texts) if self.truncate == "tail" else list(texts)
+        # The tail cut tokenizes: under the lock too, since the fast tokenizer is not safe to call
+        # while another thread's encode has set its padding and truncation (seen as ragged batches
+        # when concurrent requests' embeddings ran in two threads at once).
         with self._lock:
+            prepared = self._tails(texts) if self.truncate == "tail" else list(texts)
             vecs = self._model.encode(
                 prepared,
                 batch_size=batch_size,

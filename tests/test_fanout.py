@@ -230,7 +230,7 @@ def test_per_expert_concurrency_bound_holds_and_others_are_not_starved(loopback,
     gw = serve_gateway(url)
     spec = {"name": "hot-expert", "base_url": url, "model": "hot", "max_concurrency": 2}
     assert httpx.post(f"{gw.url}/admin/experts", headers=ADMIN, json=spec).status_code == 201
-    state.behaviours["hot"] = Behaviour(delay_s=0.5)
+    state.behaviours["hot"] = Behaviour(delay_s=1.5)
     c = client(gw)
 
     def hot(_: int) -> str:
@@ -238,15 +238,16 @@ def test_per_expert_concurrency_bound_holds_and_others_are_not_starved(loopback,
 
     with ThreadPoolExecutor(7) as pool:
         burst = [pool.submit(hot, i) for i in range(6)]
-        deadline = time.monotonic() + 10
-        while metric(gw, 'switchyard_expert_queue_depth{expert="hot-expert"}', missing=0) < 4 and time.monotonic() < deadline:
+        deadline, seen = time.monotonic() + 10, 0.0
+        while seen < 4 and time.monotonic() < deadline:
+            seen = max(seen, metric(gw, 'switchyard_expert_queue_depth{expert="hot-expert"}', missing=0))
             time.sleep(0.02)
-        assert metric(gw, 'switchyard_expert_queue_depth{expert="hot-expert"}') == 4  # two at the expert, four queued
+        assert seen == 4  # two at the expert, four queued behind them
         other = c.chat.completions.create(model="claude-v1", messages=[{"role": "user", "content": "y"}])
         backlog = sum(not f.done() for f in burst)  # the other expert answered while the hot queue still drained
         assert [f.result() for f in burst] == ["hot-expert"] * 6
     assert other.model == "claude-v1" and backlog >= 2
     assert state.peak_by["hot"] == 2  # never more than max_concurrency at the expert
     assert metric(gw, 'switchyard_expert_queue_wait_seconds_count{expert="hot-expert"}') == 6
-    assert metric(gw, 'switchyard_expert_queue_wait_seconds_sum{expert="hot-expert"}') > 2.0  # waves 2 and 3 waited 0.5 and 1 s
+    assert metric(gw, 'switchyard_expert_queue_wait_seconds_sum{expert="hot-expert"}') > 3.0  # waves 2 and 3 waited ~1.5 and ~3 s
     assert metric(gw, 'switchyard_expert_queue_depth{expert="hot-expert"}') == 0
