@@ -135,6 +135,10 @@ def test_synthesize_sends_the_candidates_to_the_configured_aggregator(loopback, 
     router = {"name": "carrot", "kind": "carrot", "artifact": str(carrot_artifact), "aggregator": "claude-v2"}
     gw = serve_gateway(url, routers=[router])
     chosen, _ = recruited(gw)
+    plan = httpx.post(f"{gw.url}/v1/route", json={"prompt": QUESTION, "routing": {"k": 3}}).json()
+    assert plan["aggregate"] == {"mode": "synthesize", "aggregator": "claude-v2", "min_successful": 1}  # planned, not yet called
+    bad = httpx.post(f"{gw.url}/v1/chat/completions", json={"messages": MESSAGES, "routing": {"k": 3, "aggregator": "ghost"}})
+    assert bad.status_code == 404 and bad.json()["error"]["param"] == "routing.aggregator" and state.requests == []
     r = client(gw).chat.completions.create(model="auto", messages=MESSAGES, extra_body={"routing": {"k": 3, "cost_weight": 0.0}})
     routing = r.model_extra["routing"]
     assert routing["aggregate"]["mode"] == "synthesize" and routing["aggregate"]["aggregator"] == "claude-v2"
