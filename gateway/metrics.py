@@ -1,8 +1,16 @@
-"""Prometheus metrics, one registry per app (so several gateways can live in one process)."""
+"""Prometheus metrics, one registry per app (so several gateways can live in one process).
+
+Several workers (`switchyard serve --workers N`): prometheus-client's multiprocess mode. With
+PROMETHEUS_MULTIPROC_DIR set before the first import (the CLI sets it), every metric writes
+to per-process files in that folder and /metrics sums them over all workers, whichever
+worker answers the scrape.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -29,5 +37,21 @@ class Metrics:
             "switchyard_upstream_errors_total", "Upstream failures, by expert and code.", ["expert", "code"], registry=self.registry
         )
 
+        self.rate_limited = Counter(
+            "switchyard_rate_limited_total", "Requests refused by a key's limit, by limit (requests, tokens, budget).", ["limit"],
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "switchyard_auth_failures_total", "Client requests refused for a missing, unknown or revoked key.", registry=self.registry
+        )
+
     def render(self) -> bytes:
+        if multiprocess_dir():
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged)
         return generate_latest(self.registry)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")

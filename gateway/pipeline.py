@@ -25,6 +25,7 @@ from gateway.metrics import Metrics
 from gateway.onboarding import Onboarder, price
 from gateway.schemas import ChatCompletionRequest, RoutingOptions
 from gateway.settings import RouterConfig
+from gateway.usage import UsageLedger
 from routers.base import Router, decide
 
 
@@ -92,6 +93,7 @@ class Gateway:
         embedder: QueryEmbedder | None,
         dispatcher: Dispatcher,
         metrics: Metrics,
+        ledger: UsageLedger | None = None,
     ) -> None:
         self.routers = routers
         self.onboarder = Onboarder(embedder.embedder.encode) if embedder is not None else None
@@ -100,6 +102,7 @@ class Gateway:
         self.embedder = embedder
         self.dispatcher = dispatcher
         self.metrics = metrics
+        self.ledger = ledger
 
     # -- planning -------------------------------------------------------------------------
 
@@ -175,11 +178,13 @@ class Gateway:
 
     # -- carrying out ---------------------------------------------------------------------
 
-    def _account(self, plan: RoutePlan, expert: ExpertSpec, usage: dict[str, Any] | None) -> float:
+    async def _account(self, plan: RoutePlan, expert: ExpertSpec, usage: dict[str, Any] | None) -> float:
         pt, ct, cost = _usage_cost(expert, usage)
         self.metrics.tokens.labels(expert.name, "prompt").inc(pt)
         self.metrics.tokens.labels(expert.name, "completion").inc(ct)
         self.metrics.cost.labels(expert.name).inc(cost)
+        if self.ledger is not None:  # per key, router and expert, in the store (budgets, /admin/usage)
+            await self.ledger.record(plan.router, expert.name, pt, ct, cost)
         return cost
 
     def _failed(self, expert: ExpertSpec, exc: UpstreamError) -> None:
@@ -196,7 +201,7 @@ class Gateway:
             raise
         self.metrics.upstream_seconds.labels(expert.name).observe(time.perf_counter() - started)
         data["model"] = expert.name
-        data["routing"] = plan.metadata(self._account(plan, expert, data.get("usage")))
+        data["routing"] = plan.metadata(await self._account(plan, expert, data.get("usage")))
         return data
 
     async def open_stream(self, req: ChatCompletionRequest, plan: RoutePlan) -> HeldStream:
@@ -226,7 +231,7 @@ class Gateway:
                     first = False
                 usage = chunk.get("usage")
                 if usage:
-                    cost = self._account(plan, expert, usage)
+                    cost = await self._account(plan, expert, usage)
                     if not want_usage:
                         if not chunk.get("choices"):
                             continue
