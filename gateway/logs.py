@@ -110,10 +110,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """The plain format, with the request's fields as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", {})
+        return " ".join([super().format(record), *(f"{k}={v}" for k, v in fields.items())])
+
+
 def log_config(level: str = "info", fmt: str = "json") -> dict[str, Any]:
     """logging.config dict for uvicorn.run: our loggers and uvicorn's, JSON (or plain) on stderr.
     A dict, not handlers, so each worker process applies it itself."""
-    formatter = {"()": "gateway.logs.JsonFormatter"} if fmt == "json" else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    formatter = {"()": f"gateway.logs.{'Json' if fmt == 'json' else 'Text'}Formatter"}
     handler = {"class": "logging.StreamHandler", "formatter": "main", "stream": "ext://sys.stderr"}
     lvl = level.upper()
     return {

@@ -196,8 +196,10 @@ def test_token_limit_and_budget(gateway, loopback, clean_redis) -> None:
     assert err.value.response.headers["x-should-retry"] == "false" and "retry-after" not in err.value.response.headers
     assert len(state.requests) == sent
     # A stream counts too.
-    streamed = create_key(gw, budget_usd=0.0001)
-    list(client(gw, streamed["key"]).chat.completions.create(model="claude-v2", messages=HI, stream=True))
+    streamed = create_key(gw, budget_usd=0.0001, rpm=5)
+    raw = client(gw, streamed["key"]).chat.completions.with_raw_response.create(model="claude-v2", messages=HI, stream=True)
+    assert raw.headers["x-ratelimit-remaining-requests"] == "4" and raw.headers["x-switchyard-budget-remaining-usd"] == "0.0001"
+    assert list(raw.parse())[-1].choices[0].finish_reason == "stop"
     with pytest.raises(openai.RateLimitError):
         client(gw, streamed["key"]).chat.completions.create(model="claude-v2", messages=HI, stream=True)
 
