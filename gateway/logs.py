@@ -80,6 +80,9 @@ class RequestLog:
 
         try:
             await self.app(scope, receive, send_with_context)
+        except Exception:
+            status.append(500)  # answered by the outermost error middleware, after this line is written
+            raise
         finally:
             _current.reset(token)
             if self.access:

@@ -3,7 +3,8 @@
 Several workers (`switchyard serve --workers N`): prometheus-client's multiprocess mode. With
 PROMETHEUS_MULTIPROC_DIR set before the first import (the CLI sets it), every metric writes
 to per-process files in that folder and /metrics sums them over all workers, whichever
-worker answers the scrape.
+worker answers the scrape. A Gauge needs `multiprocess_mode` (e.g. "livemax", "livesum") to
+read right there; counters and histograms need nothing.
 """
 
 from __future__ import annotations

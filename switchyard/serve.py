@@ -30,13 +30,18 @@ def _check_shared_store(settings: Settings, workers: int) -> None:
         raise ValueError(f"cannot reach the store at {settings.store_url}: {exc}") from None
 
 
-def _metrics_dir() -> None:
+def _metrics_dir() -> str | None:
     """prometheus-client multiprocess mode: a folder for the workers' metric files, emptied
-    first (stale files from an earlier run would be summed in)."""
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="switchyard-metrics-")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    first (stale files from an earlier run would be summed in). Returns the folder if it is
+    ours to remove afterwards."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not given:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder = tempfile.mkdtemp(prefix="switchyard-metrics-")
+        return folder
+    os.makedirs(given, exist_ok=True)
+    for stale in Path(given).glob("*.db"):  # only the metric files: the folder may hold other things
+        stale.unlink()
+    return None
 
 
 def serve(config: Path, host: str, port: int, workers: int) -> None:
@@ -51,11 +56,15 @@ def serve(config: Path, host: str, port: int, workers: int) -> None:
     from gateway.app import load_routers  # noqa: PLC0415
 
     load_routers(settings)  # a bad artifact fails here, once, not in every worker
-    _metrics_dir()
+    ours = _metrics_dir()
     from gateway.factory import CONFIG_ENV  # noqa: PLC0415
 
     os.environ[CONFIG_ENV] = str(config.resolve())
     # A worker answers the supervisor's pings only once its imports are done (torch: seconds on a
     # busy machine); uvicorn's 5 s default kills and respawns workers that are merely starting.
-    uvicorn.run("gateway.factory:app_from_env", factory=True, workers=workers, host=host, port=port, log_config=logs,
-                access_log=False, timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
+    try:
+        uvicorn.run("gateway.factory:app_from_env", factory=True, workers=workers, host=host, port=port, log_config=logs,
+                    access_log=False, timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
+    finally:
+        if ours:
+            shutil.rmtree(ours, ignore_errors=True)
