@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,30 +34,10 @@ import httpx  # noqa: E402
 import openai  # noqa: E402
 import yaml  # noqa: E402
 
-from benchmarks.gateway_latency import EXPERT, BenchError, Mode, Server, added, free_port, gateway_server, loopback_server, run_modes, stats  # noqa: E402
+from benchmarks.gateway_latency import EXPERT, BenchError, Mode, Server, added, gateway_server, loopback_server, run_modes, stats  # noqa: E402
+from switchyard.redis_server import redis_server  # noqa: E402
 
 LIMITS = {"rpm": 1_000_000, "tpm": 1_000_000_000, "budget_usd": 1_000_000.0}  # never reached: the cost of checking them
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise BenchError("redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis  # noqa: PLC0415
-
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis(port=port).ping()
-            return proc, f"redis://127.0.0.1:{port}"
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise BenchError("redis-server did not start") from None
-            time.sleep(0.05)
 
 
 def config(out: Path, name: str, expert_url: str, store_url: str | None) -> Path:
@@ -71,10 +48,7 @@ def config(out: Path, name: str, expert_url: str, store_url: str | None) -> Path
     return path
 
 
-def run(args: argparse.Namespace) -> dict:
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    redis_proc, redis_url = start_redis()
+def measure(args: argparse.Namespace, out: Path, redis_url: str) -> list[Mode]:
     servers: list[Server] = []
     try:
         expert = loopback_server(out / "loopback.log").start()
@@ -93,11 +67,20 @@ def run(args: argparse.Namespace) -> dict:
         modes += [Mode(name, name, client(gw.url, made["key"] if name == "redis-limited" else "none"), EXPERT, False, "direct", False)
                   for name, gw in gws.items()]
         run_modes(modes, args.requests, args.warmup, args.seed)
+        return modes
     finally:
         for s in reversed(servers):
             s.stop()
-        redis_proc.terminate()
-        redis_proc.wait(timeout=10)
+
+
+def run(args: argparse.Namespace) -> dict:
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with redis_server() as url:
+            modes = measure(args, out, url.removesuffix("/0"))
+    except RuntimeError as exc:
+        raise BenchError(str(exc)) from None
     by = {m.key: m.samples for m in modes}
     summary = {m.key: {**stats(m.samples), "added_vs_direct": added(m.samples, by["direct"]) if m.key != "direct" else None}
                for m in modes}
