@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -18,15 +17,18 @@ from experts.backends.openai_http import OpenAIHTTPBackend, Timeouts
 from experts.dispatcher import Dispatcher
 from experts.registry import ExpertRegistry
 from experts.spec import ExpertSpec
-from gateway.auth import check_admin, check_client
+from gateway.admin_keys import key_routes
+from gateway.auth import ClientAccess, check_admin
 from gateway.embedding import QueryEmbedder
 from gateway.errors import GatewayError, error_response, install_error_handlers
+from gateway.limits import install_limit_handler
+from gateway.logs import RequestLog, current
 from gateway.metrics import Metrics
 from gateway.pipeline import Gateway, LoadedRouter
 from gateway.schemas import ChatCompletionRequest, RouteRequest, parse_body
 from gateway.settings import Settings
 from gateway.store import StoreError, make_store
-from routers.artifacts import load_router
+from gateway.usage import UsageLedger
 from routers.embedder import Embedder
 
 log = logging.getLogger("switchyard.gateway")
@@ -80,7 +82,7 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 
 class RequestMetrics:
-    """Pure ASGI middleware (no body buffering): counts responses, sets x-request-id."""
+    """Pure ASGI middleware (no body buffering): counts responses (RequestLog sets x-request-id)."""
 
     def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
@@ -94,9 +96,6 @@ class RequestMetrics:
 
         async def send_counted(message: dict) -> None:
             if message["type"] == "http.response.start":
-                headers = message.setdefault("headers", [])
-                if not any(k == b"x-request-id" for k, _ in headers):
-                    headers.append((b"x-request-id", uuid.uuid4().hex.encode()))
                 self.metrics.requests.labels(endpoint, str(message["status"])).inc()
             await send(message)
 
@@ -104,6 +103,8 @@ class RequestMetrics:
 
 
 def load_routers(settings: Settings) -> dict[str, LoadedRouter]:
+    from routers.artifacts import load_router  # noqa: PLC0415 - imports torch; a gateway without routers starts without it
+
     return {rc.name: LoadedRouter(rc, load_router(rc.artifact)) for rc in settings.routers}
 
 
@@ -123,7 +124,9 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     )
     t = settings.timeouts
     dispatcher = Dispatcher(OpenAIHTTPBackend(Timeouts(t.connect, t.read, t.write, t.pool)))
-    gateway = Gateway(routers, settings.default_router, registry, query_embedder, dispatcher, metrics, settings.grouping)
+    ledger = UsageLedger(store, settings.rate_limit_window_s)
+    access = ClientAccess(store, settings.api_keys, settings.rate_limit_window_s, metrics)
+    gateway = Gateway(routers, settings.default_router, registry, query_embedder, dispatcher, metrics, settings.grouping, ledger=ledger)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # noqa: ANN202
@@ -142,13 +145,18 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     app = FastAPI(title="Switchyard", version="0.1.0", lifespan=lifespan)
     app.state.gateway = gateway
     install_error_handlers(app)
+    install_limit_handler(app)
 
     app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(RequestLog, access=settings.logging.access, prompts=settings.logging.prompts)  # outermost
+    app.include_router(key_routes(store, ledger, settings.admin_key))
 
     @app.post("/v1/chat/completions", openapi_extra=CHAT_SCHEMA)
     async def chat_completions(request: Request) -> Response:
-        check_client(request, settings.api_keys)
+        await access.admit(request)
         req = parse_body(await read_body(request, settings.max_body_bytes), ChatCompletionRequest)
+        if settings.logging.prompts:
+            current().prompt = req.query_text()
         plan = await gateway.plan(req)
         if not req.stream:
             try:
@@ -166,14 +174,16 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
 
     @app.post("/v1/route")
     async def route(request: Request) -> JSONResponse:
-        check_client(request, settings.api_keys)
+        await access.admit(request)
         req = parse_body(await read_body(request, settings.max_body_bytes), RouteRequest)
+        if settings.logging.prompts:
+            current().prompt = req.query_text()
         plan = await gateway.plan(req)
         return JSONResponse({"object": "routing.decision", **plan.metadata()}, headers=plan.headers())
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        check_client(request, settings.api_keys)
+        await access.admit(request, count=False)
         data = [{"id": "auto", "object": "model", "owned_by": "switchyard", "kind": "router", "router": settings.default_router}]
         data += [{"id": n, "object": "model", "owned_by": "switchyard", "kind": "router", "router_kind": r.config.kind,
                   "models": r.router.models} for n, r in routers.items()]

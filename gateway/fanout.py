@@ -145,8 +145,8 @@ class FanOut:
 
     # -- the candidates ---------------------------------------------------------------------
 
-    def _book(self, plan: RoutePlan, outcome: Outcome, expert: ExpertSpec, role: str, usage: dict[str, Any] | None) -> float:
-        cost = self.gw._account(plan, expert, usage)  # noqa: SLF001 - the pipeline's one accounting path
+    async def _book(self, plan: RoutePlan, outcome: Outcome, expert: ExpertSpec, role: str, usage: dict[str, Any] | None) -> float:
+        cost = await self.gw._account(plan, expert, usage)  # noqa: SLF001 - the pipeline's one accounting path
         u = usage or {}
         outcome.calls.append(Call(expert.name, role, int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), cost))
         return cost
@@ -161,7 +161,7 @@ class FanOut:
             elif isinstance(result, BaseException):
                 raise result
             else:
-                self._book(plan, outcome, expert, "candidate", result.get("usage"))
+                await self._book(plan, outcome, expert, "candidate", result.get("usage"))
                 answers.append(Answer(expert, result, float(plan.predicted.get(expert.name, {}).get("quality", 0.0))))
         assert plan.aggregation is not None
         need = plan.aggregation.min_successful
@@ -214,7 +214,7 @@ class FanOut:
             try:
                 data = await self.gw.call(agg, self._synthesis_body(body, answers), plan)
                 answering = agg
-                self._book(plan, outcome, agg, "aggregator", data.get("usage"))
+                await self._book(plan, outcome, agg, "aggregator", data.get("usage"))
                 self._done(plan, outcome, "synthesized")
             except UpstreamError as exc:
                 outcome.fail(agg, "aggregator", exc)
@@ -258,9 +258,9 @@ class FanOut:
         def routing(cost: float | None) -> dict[str, Any]:
             return self._routing(plan, outcome, answering, cost)
 
-        def account(usage: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        async def account(usage: dict[str, Any]) -> tuple[dict[str, Any], float]:
             if fs.held is not None:  # the aggregator's own usage chunk: book it, then show the sum
-                self._book(plan, outcome, answering, "aggregator", usage)
+                await self._book(plan, outcome, answering, "aggregator", usage)
             return outcome.usage(), outcome.cost()
 
         if fs.held is not None:

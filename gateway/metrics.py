@@ -1,10 +1,18 @@
-"""Prometheus metrics, one registry per app (so several gateways can live in one process)."""
+"""Prometheus metrics, one registry per app (so several gateways can live in one process).
+
+Several workers (`switchyard serve --workers N`): prometheus-client's multiprocess mode. With
+PROMETHEUS_MULTIPROC_DIR set before the first import (the CLI sets it), every metric writes
+to per-process files in that folder and /metrics sums them over all workers, whichever
+worker answers the scrape. A Gauge needs `multiprocess_mode` (e.g. "livemax", "livesum") to
+read right there; counters and histograms need nothing.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -38,9 +46,11 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "switchyard_expert_queue_depth", "Calls waiting for a free slot of the expert (its max_concurrency).", ["expert"],
-            registry=self.registry,
+            registry=self.registry, multiprocess_mode="livesum",
         )
-        self.in_flight = Gauge("switchyard_expert_in_flight", "Calls holding a slot of the expert.", ["expert"], registry=self.registry)
+        self.in_flight = Gauge(
+            "switchyard_expert_in_flight", "Calls holding a slot of the expert.", ["expert"], registry=self.registry, multiprocess_mode="livesum"
+        )
         self.queue_wait_seconds = Histogram(
             "switchyard_expert_queue_wait_seconds", "Time a call waited for a slot of its expert.", ["expert"],
             buckets=(0.0,) + LATENCY_BUCKETS, registry=self.registry,
@@ -50,7 +60,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.rate_limited = Counter(
+            "switchyard_rate_limited_total", "Requests refused by a key's limit, by limit (requests, tokens, budget).", ["limit"],
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "switchyard_auth_failures_total", "Client requests refused for a missing, unknown or revoked key.", registry=self.registry
+        )
+
     def render(self) -> bytes:
+        if multiprocess_dir():
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged)
         return generate_latest(self.registry)
 
     def route_batch_size_observer(self) -> Callable[[str, int], None]:
@@ -71,3 +93,7 @@ class QueueMetrics:
 
     def waited(self, expert: str, seconds: float) -> None:
         self.metrics.queue_wait_seconds.labels(expert).observe(seconds)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")

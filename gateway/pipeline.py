@@ -28,6 +28,7 @@ from gateway.onboarding import Onboarder, price
 from gateway.schemas import ChatCompletionRequest, RoutingOptions
 from gateway.settings import GroupingConfig, RouterConfig
 from gateway.streaming import relay_events
+from gateway.usage import UsageLedger
 from routers.base import Router, decide
 
 T = TypeVar("T")
@@ -101,6 +102,7 @@ class Gateway:
         dispatcher: Dispatcher,
         metrics: Metrics,
         grouping: GroupingConfig | None = None,
+        ledger: UsageLedger | None = None,
     ) -> None:
         self.routers = routers
         self.onboarder = Onboarder(embedder.embedder.encode) if embedder is not None else None
@@ -119,6 +121,7 @@ class Gateway:
                 RouteBatcher(embedder, grouping.window_ms / 1000, grouping.max_batch, on_batch) if grouping.enabled
                 else PerRequest(embedder, on_batch)
             )
+        self.ledger = ledger
 
     # -- planning -------------------------------------------------------------------------
 
@@ -196,12 +199,17 @@ class Gateway:
 
     # -- carrying out ---------------------------------------------------------------------
 
-    def _account(self, plan: RoutePlan, expert: ExpertSpec, usage: dict[str, Any] | None) -> float:
+    async def _account(self, plan: RoutePlan, expert: ExpertSpec, usage: dict[str, Any] | None) -> float:
         pt, ct, cost = _usage_cost(expert, usage)
         self.metrics.tokens.labels(expert.name, "prompt").inc(pt)
         self.metrics.tokens.labels(expert.name, "completion").inc(ct)
         self.metrics.cost.labels(expert.name).inc(cost)
+        if self.ledger is not None:  # per key, router and expert, in the store (budgets, /admin/usage)
+            await self.ledger.record(plan.router, expert.name, pt, ct, cost)
         return cost
+
+    async def _booked(self, plan: RoutePlan, expert: ExpertSpec, usage: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        return usage, await self._account(plan, expert, usage)
 
     def _failed(self, expert: ExpertSpec, exc: UpstreamError) -> None:
         self.metrics.upstream_errors.labels(expert.name, exc.code).inc()
@@ -232,7 +240,7 @@ class Gateway:
         expert = plan.experts[0]
         data = await self.call(expert, req.upstream_body(), plan)
         data["model"] = expert.name
-        data["routing"] = plan.metadata(self._account(plan, expert, data.get("usage")))
+        data["routing"] = plan.metadata(await self._account(plan, expert, data.get("usage")))
         return data
 
     async def open_stream(self, req: ChatCompletionRequest, plan: RoutePlan) -> HeldStream | FanOutStream:
@@ -249,6 +257,6 @@ class Gateway:
         expert = plan.experts[0]
         return relay_events(
             held.events(), model=expert.name, want_usage=bool(req.stream_options and req.stream_options.include_usage),
-            routing=plan.metadata, account=lambda usage: (usage, self._account(plan, expert, usage)),
+            routing=plan.metadata, account=lambda usage: self._booked(plan, expert, usage),
             on_upstream_error=lambda exc: self._failed(expert, exc), close=held.aclose,
         )

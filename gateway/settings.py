@@ -64,6 +64,15 @@ class TimeoutConfig(BaseModel):
     pool: float = Field(default=10.0, gt=0)
 
 
+class LogConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+    access: bool = Field(default=True, description="one log line per request (id, key, router, expert, tokens, cost)")
+    prompts: bool = Field(default=False, description="put the routed query text in that line (off: prompts never reach the logs)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHYARD_", env_nested_delimiter="__", extra="forbid")
 
@@ -78,6 +87,8 @@ class Settings(BaseSettings):
     grouping: GroupingConfig = GroupingConfig()
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     registry_refresh_s: float = Field(default=1.0, gt=0)
+    rate_limit_window_s: float = Field(default=60.0, gt=0, description="the window keys' rpm/tpm count over (60: per minute)")
+    logging: LogConfig = LogConfig()
 
     @classmethod
     def settings_customise_sources(

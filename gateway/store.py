@@ -1,17 +1,33 @@
 """Shared state: in-process memory (the embedded default) or Redis (several workers/replicas).
 
-Both hold the expert registry as name -> spec JSON. Redis calls use short socket timeouts
-so a dead Redis turns into a StoreError quickly instead of a hanging request.
+Both hold the expert registry as name -> spec JSON, and the client keys, their rate-limit
+windows and the usage ledger (gateway/limits.py has the rules, gateway/redis_scripts.py the
+same rules in Lua). Redis calls use short socket timeouts so a dead Redis turns into a
+StoreError quickly instead of a hanging request.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from abc import ABC, abstractmethod
+from collections import defaultdict
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-EXPERTS_KEY = "switchyard:experts"
+from gateway import redis_scripts
+from gateway.keys import KeyRecord
+from gateway.limits import Admission, UsageEntry, WindowState, admit_local, bucket_of
+
+PREFIX = "switchyard:"
+EXPERTS_KEY = PREFIX + "experts"
+KEYS_KEY = PREFIX + "keys"
+BY_HASH_KEY = PREFIX + "keys:by_hash"
+USAGE_KINDS = ("key", "router", "expert")
+USAGE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cost_usd")
+
+Usage = dict[str, dict[str, dict[str, float]]]  # {"keys"|"routers"|"experts": {name: {field: value}}}
 
 
 class StoreError(RuntimeError):
@@ -33,6 +49,29 @@ class Store(ABC):
     @abstractmethod
     async def ping(self) -> bool: ...
 
+    # -- client keys, limits, usage -----------------------------------------------------------
+
+    @abstractmethod
+    async def create_key(self, record: KeyRecord) -> None: ...
+
+    @abstractmethod
+    async def list_keys(self) -> list[KeyRecord]: ...
+
+    @abstractmethod
+    async def revoke_key(self, key_id: str) -> KeyRecord | None:
+        """Mark the key revoked and forget its hash (it stops working at once); None if unknown."""
+
+    @abstractmethod
+    async def admit(self, token_hash: str, window_s: float, count: bool = True) -> Admission:
+        """Look the key up and check its limits; if it passes and `count`, count one request."""
+
+    @abstractmethod
+    async def record_usage(self, entry: UsageEntry, window_s: float) -> None:
+        """Add an answered request to the ledger (per key, router, expert) and the key's token window."""
+
+    @abstractmethod
+    async def usage(self) -> Usage: ...
+
     async def close(self) -> None:
         return None
 
@@ -42,6 +81,10 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._experts: dict[str, str] = {}
+        self._keys: dict[str, KeyRecord] = {}
+        self._by_hash: dict[str, str] = {}
+        self._windows: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: {"requests": {}, "tokens": {}})
+        self._usage: Usage = {f"{k}s": defaultdict(lambda: dict.fromkeys(USAGE_FIELDS, 0)) for k in USAGE_KINDS}
 
     async def get_experts(self) -> dict[str, str]:
         return dict(self._experts)
@@ -55,6 +98,46 @@ class MemoryStore(Store):
     async def ping(self) -> bool:
         return True
 
+    async def create_key(self, record: KeyRecord) -> None:
+        self._keys[record.id] = record
+        self._by_hash[record.hash] = record.id
+
+    async def list_keys(self) -> list[KeyRecord]:
+        return list(self._keys.values())
+
+    async def revoke_key(self, key_id: str) -> KeyRecord | None:
+        record = self._keys.get(key_id)
+        if record is None:
+            return None
+        self._by_hash.pop(record.hash, None)
+        if record.revoked_at is None:
+            record = self._keys[key_id] = record.model_copy(update={"revoked_at": time.time()})
+        return record
+
+    async def admit(self, token_hash: str, window_s: float, count: bool = True) -> Admission:
+        key_id = self._by_hash.get(token_hash)
+        if key_id is None:
+            return Admission("unknown", any_keys=bool(self._keys))
+        spent = self._usage["keys"][key_id]["cost_usd"] if key_id in self._usage["keys"] else 0.0
+        return admit_local(self._keys[key_id].id, self._keys[key_id].limits, spent, self._windows[key_id], window_s, count)
+
+    async def record_usage(self, entry: UsageEntry, window_s: float) -> None:
+        for kind, name in (("keys", entry.key_id), ("routers", entry.router), ("experts", entry.expert)):
+            row = self._usage[kind][name]
+            row["requests"] += 1
+            row["prompt_tokens"] += entry.prompt_tokens
+            row["completion_tokens"] += entry.completion_tokens
+            row["cost_usd"] += entry.cost_usd
+        record = self._keys.get(entry.key_id)
+        tokens = entry.prompt_tokens + entry.completion_tokens
+        if record is not None and record.limits.tpm is not None and tokens:
+            window = self._windows[entry.key_id]["tokens"]
+            b = bucket_of(time.time(), window_s)
+            window[b] = window.get(b, 0) + tokens
+
+    async def usage(self) -> Usage:
+        return {kind: {name: dict(row) for name, row in rows.items()} for kind, rows in self._usage.items()}
+
 
 class RedisStore(Store):
     kind = "redis"
@@ -64,6 +147,8 @@ class RedisStore(Store):
         self._redis = aioredis.from_url(
             url, decode_responses=True, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
         )
+        self._admit = self._redis.register_script(redis_scripts.ADMIT)  # EVALSHA, reloaded if Redis restarts
+        self._record = self._redis.register_script(redis_scripts.RECORD)
 
     async def _call(self, coro):  # noqa: ANN001, ANN202
         try:
@@ -85,6 +170,58 @@ class RedisStore(Store):
             return bool(await self._redis.ping())
         except (RedisError, OSError):
             return False
+
+    async def create_key(self, record: KeyRecord) -> None:
+        limits = {k: v for k, v in record.limits.model_dump().items() if v is not None}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(KEYS_KEY, record.id, record.model_dump_json())
+            pipe.hset(BY_HASH_KEY, record.hash, record.id)
+            if limits:
+                pipe.hset(f"{PREFIX}key:{record.id}:limits", mapping=limits)
+            await self._call(pipe.execute())
+
+    async def list_keys(self) -> list[KeyRecord]:
+        raw = await self._call(self._redis.hgetall(KEYS_KEY))
+        return [KeyRecord.model_validate_json(v) for v in raw.values()]
+
+    async def revoke_key(self, key_id: str) -> KeyRecord | None:
+        raw = await self._call(self._redis.hget(KEYS_KEY, key_id))
+        if raw is None:
+            return None
+        record = KeyRecord.model_validate_json(raw)
+        if record.revoked_at is None:
+            record = record.model_copy(update={"revoked_at": time.time()})
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(BY_HASH_KEY, record.hash)
+            pipe.hset(KEYS_KEY, key_id, record.model_dump_json())
+            await self._call(pipe.execute())
+        return record
+
+    async def admit(self, token_hash: str, window_s: float, count: bool = True) -> Admission:
+        raw = await self._call(self._admit(keys=[BY_HASH_KEY, KEYS_KEY], args=[token_hash, window_s, int(count), PREFIX]))
+        d = json.loads(raw)
+        for kind in ("requests", "tokens"):
+            if isinstance(d.get(kind), dict):
+                d[kind] = WindowState(**d[kind])
+            else:
+                d.pop(kind, None)  # cjson writes an absent table as nothing, an empty one as {}
+        return Admission(**d)
+
+    async def record_usage(self, entry: UsageEntry, window_s: float) -> None:
+        args = [PREFIX, entry.key_id, entry.router, entry.expert, entry.prompt_tokens, entry.completion_tokens,
+                repr(float(entry.cost_usd)), window_s]
+        await self._call(self._record(keys=[], args=args))
+
+    async def usage(self) -> Usage:
+        out: Usage = {}
+        for kind in USAGE_KINDS:
+            names = sorted(await self._call(self._redis.smembers(f"{PREFIX}usage:{kind}s")))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hgetall(f"{PREFIX}usage:{kind}:{name}")
+                rows = await self._call(pipe.execute())
+            out[f"{kind}s"] = {n: {f: (float if f == "cost_usd" else int)(r.get(f, 0)) for f in USAGE_FIELDS} for n, r in zip(names, rows)}
+        return out
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -26,7 +26,7 @@ async def relay_events(
     model: str,
     want_usage: bool,
     routing: Callable[[float | None], dict[str, Any]],
-    account: Callable[[dict[str, Any]], tuple[dict[str, Any], float]],
+    account: Callable[[dict[str, Any]], Awaitable[tuple[dict[str, Any], float]]],
     on_upstream_error: Callable[[UpstreamError], None],
     close: Callable[[], Awaitable[None]],
 ) -> AsyncIterator[bytes]:
@@ -41,7 +41,7 @@ async def relay_events(
                 first = False
             usage = chunk.get("usage")
             if usage:
-                shown, cost = account(usage)
+                shown, cost = await account(usage)
                 if not want_usage:
                     if not chunk.get("choices"):
                         continue

@@ -14,8 +14,8 @@ from switchyard.threaded import free_port
 
 
 class GatewayProcess:
-    def __init__(self, config: Path, log: Path, port: int | None = None, ready_timeout: float = 120.0) -> None:
-        self.config, self.log, self.port = config, log, port or free_port()
+    def __init__(self, config: Path, log: Path, port: int | None = None, ready_timeout: float = 120.0, args: tuple[str, ...] = ()) -> None:
+        self.config, self.log, self.port, self.args = config, log, port or free_port(), args
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -26,7 +26,7 @@ class GatewayProcess:
     def __enter__(self) -> GatewayProcess:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "switchyard.cli", "serve", "--config", str(self.config),
-                                          "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                          "--port", str(self.port), *self.args], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.ready_timeout
         while True:
             if self.proc.poll() is not None:

@@ -4,11 +4,8 @@ small slice of the real RouterBench data, and gateways served over real HTTP."""
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ from gateway.app import create_app
 from gateway.settings import load_settings
 from routers.embedder import Embedder
 from switchyard.demo import expert_config
+from switchyard.redis_server import redis_server
 from switchyard.threaded import ThreadedServer, free_port
 from switchyard.training import train_router
 
@@ -71,25 +69,12 @@ def redis_url() -> Iterator[str]:
     if url := os.environ.get("SWITCHYARD_TEST_REDIS_URL"):
         yield url
         return
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not installed (apt-get install redis-server; scripts/setup.sh does it)")
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
+    with ExitStack() as stack:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
+            url = stack.enter_context(redis_server())
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        yield url
 
 
 @pytest.fixture()
