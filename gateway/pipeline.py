@@ -83,6 +83,18 @@ def _usage_cost(expert: ExpertSpec, usage: dict[str, Any] | None) -> tuple[int, 
     return pt, ct, expert.cost_usd(pt, ct)
 
 
+def estimate_candidates(router: Router, vec: np.ndarray, candidates: list[ExpertSpec], query: str,
+                        max_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's predicted quality and USD cost for one query embedding: the router's
+    predict (kNN through kernels.score_topk for carrot/knn/skills/glider), then pricing.
+    With `decide`, the routing step that benchmarks/route_step.py times."""
+    est = router.predict(vec[None, :])
+    models = router.all_models
+    cols = [models.index(e.profile) for e in candidates]
+    tokens = None if est.output_tokens is None else est.output_tokens[0, cols]
+    return est.quality[0, cols].astype(np.float64), price(est.cost[0, cols], tokens, candidates, query, max_tokens)
+
+
 class Gateway:
     def __init__(
         self,
@@ -152,12 +164,7 @@ class Gateway:
         assert self.embedder is not None  # routers configured => embedder built
         query = req.query_text()
         vec = await self.embedder.embed(query)
-        est = loaded.router.predict(vec[None, :])
-        models = loaded.router.all_models
-        cols = [models.index(e.profile) for e in candidates]
-        quality = est.quality[0, cols].astype(np.float64)
-        tokens = None if est.output_tokens is None else est.output_tokens[0, cols]
-        cost = price(est.cost[0, cols], tokens, candidates, query, req.max_tokens())
+        quality, cost = estimate_candidates(loaded.router, vec, candidates, query, req.max_tokens())
         allowed = None if opts.max_cost_usd is None else cost <= opts.max_cost_usd
         if allowed is not None and not allowed.any():
             raise GatewayError(

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.jit import constexpr_function
 
 from kernels.reference import ERROR_PREFIX, name_nonfinite, unit_rows, validate
 
@@ -52,34 +53,56 @@ def _unpack(key):
     return bits.to(tl.float32, bitcast=True), (0x7FFFFFFF - (key & 0x7FFFFFFF)).to(tl.int64)
 
 
+@constexpr_function
+def _rank(log_r: int, log_n: int, log_k: int, stage: int) -> int:
+    """Hypercube rank at bitonic stage `stage`: each stage past log_k folds one axis away."""
+    return log_r + log_n - max(0, stage - log_k)
+
+
+@constexpr_function
+def _span(stage: int, log_k: int) -> int:
+    """Compare-exchange steps in a stage: the merge width, capped at the kept 2**log_k."""
+    return min(stage, log_k)
+
+
+@constexpr_function
+def _inner(stage: int, log_k: int, step: int) -> int:
+    """The innermost-axis number a step exchanges across (high to low)."""
+    return min(stage, log_k) - 1 - step
+
+
+@constexpr_function
+def _marker(rank: int, axis: int) -> list[int]:
+    """Shape placing a length-2 arange on innermost axis `axis` of a rank-`rank` hypercube."""
+    return [1] * (rank - axis - 1) + [2] + [1] * axis
+
+
 @triton.jit
 def _topk(x, LOG_R: tl.constexpr, LOG_N: tl.constexpr, LOG_K: tl.constexpr):
     """The 2**LOG_K largest of each row of x [2**LOG_R, 2**LOG_N] (distinct int64), sorted
-    descending: tl.topk's bitonic network (sort the first 2**LOG_K, then fold halves with a
+    descending: tl.topk's bitonic network (sort blocks of 2**LOG_K, then fold halves with a
     max and re-merge), written out in one function. The partner of an element across a
     hypercube axis is the axis sum minus itself (wrapping int64 arithmetic is exact), where
     tl.topk uses an xor reduction: the same data movement on the GPU, but the interpreter runs
     a sum natively and a custom reduction element by element (~100x slower). Reductions are
     spelled tl.reduce(x, axis, tl.standard's combine) rather than tl.sum / tl.max: the same
-    code on the GPU, and the interpreter skips re-patching the language for a nested call."""
+    code on the GPU, and the interpreter skips re-patching the language for a nested call.
+    Shapes and axes come from constexpr functions: Triton forbids rebinding constexprs."""
     if LOG_K == 0:
         out = tl.reduce(x, 1, tl.standard._elementwise_max, keep_dims=True)
     else:
         h = tl.reshape(x, [2] * (LOG_R + LOG_N))
         for stage in tl.static_range(1, LOG_N + 1):
-            nd: tl.constexpr = LOG_R + LOG_N - (stage - LOG_K if stage > LOG_K else 0)
-            if stage > LOG_K:
-                h = tl.reduce(h, nd - LOG_K, tl.standard._elementwise_max)  # keep the larger half
-            span: tl.constexpr = stage if stage < LOG_K else LOG_K
-            last: tl.constexpr = stage == LOG_N
-            for step in tl.static_range(span):
-                i: tl.constexpr = span - 1 - step
-                y = tl.reduce(h, nd - 1 - i, tl.standard._sum_combine, keep_dims=True) - h
-                right = tl.reshape(tl.arange(0, 2), [1] * (nd - i - 1) + [2] + [1] * i)
-                if last:
-                    flip = right * 0 + 1  # descending everywhere on the final merge
-                else:
-                    flip = tl.reshape(tl.arange(0, 2), [1] * (nd - span - 1) + [2] + [1] * span)
+            if stage > LOG_K:  # keep the larger half of each pair of sorted blocks
+                h = tl.reduce(h, _rank(LOG_R, LOG_N, LOG_K, stage) - LOG_K, tl.standard._elementwise_max)
+            for step in tl.static_range(_span(stage, LOG_K)):
+                y = tl.reduce(h, _rank(LOG_R, LOG_N, LOG_K, stage) - 1 - _inner(stage, LOG_K, step),
+                              tl.standard._sum_combine, keep_dims=True) - h
+                right = tl.reshape(tl.arange(0, 2), _marker(_rank(LOG_R, LOG_N, LOG_K, stage), _inner(stage, LOG_K, step)))
+                if stage == LOG_N:
+                    flip = right * 0 + 1  # the final merge: descending everywhere
+                else:  # alternate direction between neighbouring blocks
+                    flip = tl.reshape(tl.arange(0, 2), _marker(_rank(LOG_R, LOG_N, LOG_K, stage), _span(stage, LOG_K)))
                 h = tl.where((h > y) != ((flip ^ right) != 0), y, h)
         out = tl.reshape(h, [x.shape[0], 2**LOG_K])
     return out
