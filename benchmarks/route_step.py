@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     vecs = embed_cached(embedder, test.prompts)[rows]
     results = [time_router(k, train_vecs, train, queries, vecs) for k in tqdm(kinds, desc="routers")]
     print(f"\n{len(queries)} requests per router, B = 1, {len(train)} training prompts, {len(train.models)} experts; "
-          f"{platform.machine()} x {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)\n")
+          f"{platform.machine()} x {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads)\n")
     print(table(results))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -139,7 +139,7 @@ def count_launches(fn: Callable[[], object]) -> int | None:
 def bench_gpu(grid: list[tuple[int, int, int, int, str]], repeats: int) -> list[Row]:
     from triton.testing import do_bench  # noqa: PLC0415
 
-    from kernels.triton_topk import plan_launch, score_topk_triton  # noqa: PLC0415
+    from kernels.triton_topk import plan_launch, score_topk_triton, target_programs  # noqa: PLC0415
 
     device = torch.device("cuda")
     peak = peak_bandwidth(torch.cuda.get_device_name(device))
@@ -154,7 +154,7 @@ def bench_gpu(grid: list[tuple[int, int, int, int, str]], repeats: int) -> list[
             print(f"warning: B={b} D={d} N={n} k={k} {dtype}: {mismatch:.2%} of indices differ from the reference", file=sys.stderr)
         fused_ms = do_bench(fused, warmup=5, rep=max(25, repeats))
         ref_ms = do_bench(ref, warmup=5, rep=max(25, repeats))
-        chunks = plan_launch(b, d, n, 1 << max(0, (k - 1).bit_length()), DTYPES[dtype].itemsize, device).chunks
+        chunks = plan_launch(b, d, n, 1 << max(0, (k - 1).bit_length()), DTYPES[dtype].itemsize, target_programs(device)).chunks
         bw = bytes_moved(b, d, n, k, dtype, chunks) / (fused_ms * 1e-3)
         rows.append(Row(b, d, n, k, dtype, ref_ms, fused_ms, ref_ms / fused_ms, count_launches(fused), count_launches(ref),
                         bw / 1e12, bw / peak if peak else None))
@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("no CUDA device here: timing the torch reference only, on the CPU (the fused kernel needs a GPU)")
         rows = bench_cpu(grid, args.repeats, interpret=os.environ.get("TRITON_INTERPRET") == "1")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; cost term on (key_bias, query_weight)\n")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average {os.getloadavg()[0]:.1f}; "
+          "cost term on (key_bias, query_weight)\n")
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))

@@ -259,28 +259,29 @@ def _log2(x: int) -> int:
     return int(x).bit_length() - 1
 
 
-def _target_programs(device: torch.device) -> int:
+def target_programs(device: torch.device) -> int:
     """Enough programs to fill the device a few times over (the interpreter: a handful)."""
     if device.type == "cuda":
         return 4 * torch.cuda.get_device_properties(device).multi_processor_count
     return 8
 
 
-def plan_launch(b: int, d: int, n: int, kpad: int, itemsize: int, device: torch.device, chunks: int | None = None) -> LaunchPlan:
-    """Tile sizes and the N split. Heuristic, not autotuned: no GPU was at hand to tune on."""
+def plan_launch(b: int, d: int, n: int, kpad: int, itemsize: int, programs: int, chunks: int | None = None) -> LaunchPlan:
+    """Tile sizes and the N split into chunks, aiming at `programs` programs in all (see
+    target_programs). Heuristic, not autotuned: no GPU was at hand to tune on."""
     if b <= 4:  # broadcast path: [BLOCK_B, BLOCK_N, BLOCK_D] products live in registers
         block_b, block_n, use_dot = _pow2(b), max(64, kpad), False
-        block_d = max(16, min(_pow2(d), 8192 // (block_b * block_n)))
-        warps, stages = 4, 1
+        block_d = max(16, min(_pow2(d), 4096 // (block_b * block_n)))
+        warps, stages = 8, 1
     else:
         block_b = 16 if b <= 16 else 32 if b <= 32 else 64
         block_n, use_dot = max(64, kpad), True
         block_d = max(16, min(_pow2(d), 64 if itemsize <= 2 else 32))
-        warps, stages = 4, 3
+        warps, stages = 8, 3
     tiles = triton.cdiv(n, block_n)
     qblocks = triton.cdiv(b, block_b)
     if chunks is None:
-        chunks = 1 if n <= SINGLE_LAUNCH_MAX_N else min(MAX_CHUNKS, max(1, triton.cdiv(_target_programs(device), qblocks)))
+        chunks = 1 if n <= SINGLE_LAUNCH_MAX_N else min(MAX_CHUNKS, max(1, triton.cdiv(programs, qblocks)))
     chunk_tiles = triton.cdiv(tiles, max(1, min(chunks, tiles)))
     return LaunchPlan(block_b, block_n, block_d, use_dot, triton.cdiv(tiles, chunk_tiles), chunk_tiles * block_n, warps, stages)
 
@@ -331,7 +332,7 @@ def score_topk_triton(
     # are exact in float32, so the float32 dot computes the same sums there.
     ieee = dot_dtype == torch.float32 or (INTERPRETED and dot_dtype == torch.bfloat16)
     kpad = _pow2(k)
-    plan = plan_launch(b, d, n, kpad, dot_dtype.itemsize, dev, chunks)
+    plan = plan_launch(b, d, n, kpad, dot_dtype.itemsize, target_programs(dev), chunks)
     qblocks = triton.cdiv(b, plan.block_b)
     flags = torch.empty(qblocks * plan.chunks, dtype=torch.int32, device=dev)
     final = plan.chunks == 1

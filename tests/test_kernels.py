@@ -192,9 +192,9 @@ def test_launch_plan() -> None:
     pytest.importorskip("triton", reason="the optional 'triton' extra is not installed")
     from kernels.triton_topk import plan_launch  # noqa: PLC0415 - compiled mode is fine: nothing runs
 
-    cpu = torch.device("cpu")
-    small = plan_launch(32, 384, 1000, 16, 2, cpu)
+    small = plan_launch(32, 384, 1000, 16, 2, programs=528)  # 4 per SM on an H200
     assert small.launches == 1 and small.use_dot and small.chunks == 1
-    big = plan_launch(1, 384, 10**6, 16, 4, cpu)
+    big = plan_launch(1, 384, 10**6, 16, 4, programs=528)
     assert big.launches == 2 and not big.use_dot and big.chunks > 1
     assert big.chunks * big.chunk_len >= 10**6 > (big.chunks - 1) * big.chunk_len
+    assert 264 <= big.chunks <= 528  # fills the device; partials 1 x chunks x 16
