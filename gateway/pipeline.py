@@ -29,7 +29,7 @@ from gateway.schemas import ChatCompletionRequest, RoutingOptions
 from gateway.settings import GroupingConfig, RouterConfig
 from gateway.streaming import relay_events
 from gateway.usage import UsageLedger
-from routers.base import Router, decide
+from routers.base import Estimates, Router, decide
 
 T = TypeVar("T")
 
@@ -90,6 +90,23 @@ def _usage_cost(expert: ExpertSpec, usage: dict[str, Any] | None) -> tuple[int, 
     if isinstance(reported, (int, float)) and reported >= 0:
         return pt, ct, float(reported)
     return pt, ct, expert.cost_usd(pt, ct)
+
+
+def estimate_candidates(router: Router, vec: np.ndarray, candidates: list[ExpertSpec], query: str,
+                        max_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's predicted quality and USD cost for one query embedding: the router's
+    predict (kNN through kernels.score_topk for carrot/knn/skills/glider), then pricing.
+    With `decide`, the routing step that benchmarks/route_step.py times."""
+    return priced_candidates(router, router.predict(vec[None, :]), candidates, query, max_tokens)
+
+
+def priced_candidates(router: Router, est: Estimates, candidates: list[ExpertSpec], query: str,
+                      max_tokens: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Row 0 of a router's estimate, restricted to the candidates, priced by their own prices."""
+    models = router.all_models
+    cols = [models.index(e.profile) for e in candidates]
+    tokens = None if est.output_tokens is None else est.output_tokens[0, cols]
+    return est.quality[0, cols].astype(np.float64), price(est.cost[0, cols], tokens, candidates, query, max_tokens)
 
 
 class Gateway:
@@ -175,11 +192,7 @@ class Gateway:
         assert self.estimator is not None  # routers configured => embedder built
         query = req.query_text()
         est = await self.estimator.estimate(loaded.config.name, loaded.router, query)
-        models = loaded.router.all_models
-        cols = [models.index(e.profile) for e in candidates]
-        quality = est.quality[0, cols].astype(np.float64)
-        tokens = None if est.output_tokens is None else est.output_tokens[0, cols]
-        cost = price(est.cost[0, cols], tokens, candidates, query, req.max_tokens())
+        quality, cost = priced_candidates(loaded.router, est, candidates, query, req.max_tokens())
         allowed = None if opts.max_cost_usd is None else cost <= opts.max_cost_usd
         if allowed is not None and not allowed.any():
             raise GatewayError(

@@ -1,7 +1,8 @@
 """Similarity search on the routing hot path: normalize, score, cost-penalize, top-k.
 
-`score_topk` is the one entry point routers call; `reference.py` holds the plain torch
-implementation that runs everywhere.
+`score_topk` is the one entry point routers call (kernels/dispatch.py picks the
+implementation): `reference.py` holds the plain torch one that runs everywhere and defines the
+rules, `triton_topk.py` the fused Triton kernel for CUDA (the optional `triton` extra).
 """
 
 from kernels.dispatch import score_topk

@@ -15,5 +15,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first and pinned: the CPU wheel; an unpinned torch would pull several GB of CUDA.
 .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
-.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q -e ".[dev,triton]"
 echo "setup done: .venv/bin/switchyard --help"
