@@ -60,10 +60,10 @@ def _parse(index: int, number: int, raw: bytes, seen: set[str]) -> Line:
     cid = data.get("custom_id")
     if not isinstance(cid, str) or not cid:
         return bad("missing_custom_id", f"line {number} has no custom_id (a non-empty string)")
+    line.custom_id = cid
     if cid in seen:
         return bad("duplicate_custom_id", f"line {number}: custom_id {cid!r} appears on an earlier line")
     seen.add(cid)
-    line.custom_id = cid
     if data.get("method", "POST") != "POST":
         return bad("invalid_method", f"line {number}: method must be POST")
     if data.get("url", URL) != URL:
