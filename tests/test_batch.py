@@ -164,7 +164,7 @@ def cli(*args: str, **kw: Any) -> subprocess.Popen[str]:
 
 
 def test_batch_resumes_after_a_kill_without_redoing_lines(
-    tmp_path: Path, carrot_artifact: Path, tiny_models: dict[str, Path], loopback: tuple[str, LoopbackState]
+    tmp_path: Path, carrot_artifact: Path, tiny_models: dict[str, Path], loopback: tuple[str, LoopbackState], embedder: Embedder
 ) -> None:
     url, state = loopback
     state.behaviours["loop-http"] = Behaviour(delay_s=0.25)  # slow enough to be killed mid-group
@@ -172,9 +172,8 @@ def test_batch_resumes_after_a_kill_without_redoing_lines(
     lines = routed_lines()
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
     out, progress = tmp_path / "out.jsonl", tmp_path / "out.jsonl.progress"
-    args = (str(tmp_path / "in.jsonl"), "--config", str(config), "--out", str(out))
 
-    proc = cli(*args)
+    proc = cli(str(tmp_path / "in.jsonl"), "--config", str(config), "--out", str(out))  # as a user runs it
     deadline = time.monotonic() + 240
     while not (progress.exists() and progress.read_bytes().count(b'"model": "loop-http"') >= 2):
         assert proc.poll() is None, proc.communicate()
@@ -188,41 +187,40 @@ def test_batch_resumes_after_a_kill_without_redoing_lines(
     kept = {json.loads(x)["i"] for x in entries[:-1]}
     assert 0 < len(kept) < len(lines)
     state.requests.clear()
+    before = model_loads.copy()
 
-    proc = cli(*args)
-    stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr
-    summary = json.loads(stdout)
+    summary = run_batch(tmp_path / "in.jsonl", config, out, embedder=embedder, progress=False)
+
     records = read_out(out)
-    assert [r["custom_id"] for r in records] == [json.loads(x)["custom_id"] for x in lines]
+    assert [r["custom_id"] for r in records] == [custom_id(x) for x in lines]
     assert all(r["response"]["status_code"] == 200 for r in records)
     assert summary["resumed"] == len(kept) and summary["ran"] == len(lines) - len(kept)
-    # the second run sent the loopback only the loop-http lines the log did not hold
+    # the rerun sent the loopback only the loop-http lines the log did not hold
     redo = sorted(json.loads(lines[i])["body"]["messages"][0]["content"] for i, r in enumerate(records)
                   if i not in kept and r["response"]["body"]["model"] == "loop-http")
     assert sorted(r["messages"][0]["content"] for r in state.requests) == redo
-    assert all(n == 1 for n in summary["model_loads"].values())  # engines with lines left load once; done ones not at all
-    assert set(summary["model_loads"]) == {n for n, g in summary["groups"].items() if g["backend"] == "transformers"}
+    # engines with lines left load once; engines whose lines were all done do not load at all
+    left = {records[i]["response"]["body"]["model"] for i in range(len(lines)) if i not in kept} - {"loop-http"}
+    assert {n: model_loads[n] - before[n] for n in ("tiny-gpt2", "tiny-llama")} == {n: int(n in left) for n in ("tiny-gpt2", "tiny-llama")}
+    with pytest.raises(ValueError, match="--overwrite"):  # a finished job is not redone by accident
+        run_batch(tmp_path / "in.jsonl", config, out, embedder=embedder, progress=False)
 
-    again = cli(*args)
-    _, stderr = again.communicate(timeout=120)
-    assert again.returncode != 0 and stderr.startswith("error: ") and "--overwrite" in stderr and stderr.count("\n") == 1
 
-
-def test_batch_bad_files_are_one_line_errors(tmp_path: Path, carrot_artifact: Path) -> None:
+def test_batch_bad_files_are_one_line_errors(tmp_path: Path) -> None:
     good = tmp_path / "in.jsonl"
     good.write_text(request_line("a", "hi", "carrot") + "\n")
     (tmp_path / "empty.jsonl").write_text("\n\n")
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("experts:\n  - name: t\n    backend: transformers\n")
-    cases = [
-        (str(tmp_path / "missing.jsonl"), "--config", str(bad_yaml), "--out", str(tmp_path / "o.jsonl")),
-        (str(tmp_path / "empty.jsonl"), "--config", str(bad_yaml), "--out", str(tmp_path / "o.jsonl")),
-        (str(good), "--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o.jsonl")),
-        (str(good), "--config", str(bad_yaml), "--out", str(tmp_path / "o.jsonl")),
-    ]
-    procs = [cli(*args) for args in cases]
-    for args, proc in zip(cases, procs):
-        _, stderr = proc.communicate(timeout=120)
-        assert proc.returncode != 0 and stderr.startswith("error: ") and stderr.count("\n") == 1, (args, stderr)
-    assert "needs model" in stderr
+    o = tmp_path / "o.jsonl"
+    for args, message in [
+        ((tmp_path / "missing.jsonl", bad_yaml), "input file not found"),
+        ((tmp_path / "empty.jsonl", bad_yaml), "no request lines"),
+        ((good, tmp_path / "missing.yaml"), "config file not found"),
+        ((good, bad_yaml), "needs model"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            run_batch(*args, o, progress=False)
+    proc = cli(str(good), "--config", str(bad_yaml), "--out", str(o))  # the command line turns them into one line
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and stderr.startswith("error: ") and "needs model" in stderr and stderr.count("\n") == 1, stderr
