@@ -55,8 +55,9 @@ async def route_all(gateway: Gateway, requests: list[ChatCompletionRequest], pro
 class _Job:
     """One run over the lines still to do: the gateway, the log, the counters."""
 
-    def __init__(self, gateway: Gateway, log: ProgressLog, records: dict[int, dict[str, Any]], bar: tqdm) -> None:
-        self.gateway, self.log, self.records, self.bar = gateway, log, records, bar
+    def __init__(self, gateway: Gateway, log: ProgressLog, records: dict[int, dict[str, Any]]) -> None:
+        self.gateway, self.log, self.records = gateway, log, records
+        self.bar: tqdm | None = None
         self.completion_tokens = 0
 
     def finish(self, line: Line, record: dict[str, Any]) -> None:
@@ -76,7 +77,8 @@ class _Job:
         except Exception as exc:  # noqa: BLE001 - one line's surprise must not end the job
             record = failure_record(line, 500, f"internal error: {type(exc).__name__}: {exc}", "internal_error", plan.metadata())
         self.finish(line, record)
-        self.bar.update()
+        if self.bar is not None:
+            self.bar.update()
 
 
 def _summary(out: Path, lines: list[Line], resumed: int, job: _Job, groups: dict[str, list], experts: dict[str, ExpertSpec],
@@ -131,32 +133,31 @@ async def _run(gateway: Gateway, specs: list[ExpertSpec], lines: list[Line], sto
     resumed = len(records)
     todo = [line for line in lines if line.index not in records]
     loads_before = Counter(model_loads)
-    with tqdm(total=len(todo), desc="batch", unit="req", disable=not progress) as bar:
-        job = _Job(gateway, log, records, bar)
-        for line in todo:
-            if line.error is not None:
-                job.finish(line, line_error(line))
-                bar.update()
-        runnable = [line for line in todo if line.request is not None]
-        t0 = time.perf_counter()
-        plans = await route_all(gateway, [line.request for line in runnable], progress)  # type: ignore[misc]
-        route_s = time.perf_counter() - t0
-        routed: list[tuple[Line, RoutePlan]] = []
-        for line, plan in zip(runnable, plans):
-            if isinstance(plan, GatewayError):
-                job.finish(line, failure_record(line, plan.status, plan.message, plan.code))
-                bar.update()
-            else:
-                routed.append((line, plan))
-        by_expert = group_by([plan.experts[0].name for _, plan in routed])
-        groups = {name: [routed[i] for i in idx] for name, idx in by_expert.items()}
-        experts = {plan.experts[0].name: plan.experts[0] for _, plan in routed}
-        t1 = time.perf_counter()
+    job = _Job(gateway, log, records)
+    for line in todo:
+        if line.error is not None:
+            job.finish(line, line_error(line))
+    runnable = [line for line in todo if line.request is not None]
+    t0 = time.perf_counter()
+    plans = await route_all(gateway, [line.request for line in runnable], progress)  # type: ignore[misc]
+    route_s = time.perf_counter() - t0
+    routed: list[tuple[Line, RoutePlan]] = []
+    for line, plan in zip(runnable, plans):
+        if isinstance(plan, GatewayError):
+            job.finish(line, failure_record(line, plan.status, plan.message, plan.code))
+        else:
+            routed.append((line, plan))
+    by_expert = group_by([plan.experts[0].name for _, plan in routed])
+    groups = {name: [routed[i] for i in idx] for name, idx in by_expert.items()}
+    experts = {plan.experts[0].name: plan.experts[0] for _, plan in routed}
+    t1 = time.perf_counter()
+    with tqdm(total=len(routed), desc="batch", unit="req", disable=not progress) as bar:
+        job.bar = bar
         try:
             await run_groups(groups, experts, job.run_one, engines.release)
         finally:
             await gateway.dispatcher.aclose()
-        run_s = time.perf_counter() - t1
+    run_s = time.perf_counter() - t1
     log.finalize([records[i] for i in range(len(lines))])
     loads = Counter(model_loads)
     loads.subtract(loads_before)

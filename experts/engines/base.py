@@ -107,6 +107,27 @@ def completion(expert: ExpertSpec, prompt_tokens: int, choices: Sequence[tuple[s
     }
 
 
+def prepare(expert: ExpertSpec, tokenizer: Any, bodies: Sequence[dict[str, Any]], context: int | None
+            ) -> tuple[list[Any], list[tuple[int, Sampling, list[int]]]]:
+    """Per-body results prefilled with each invalid body's error, and the runnable rest as
+    (position, sampling, prompt token ids)."""
+    results: list[Any] = [None] * len(bodies)
+    runnable = []
+    for i, body in enumerate(bodies):
+        try:
+            sampling = Sampling.from_body(expert, body)
+        except UpstreamError as exc:
+            results[i] = exc
+            continue
+        text, templated = render_prompt(tokenizer, body.get("messages") or [])
+        ids = tokenizer(text, add_special_tokens=not templated)["input_ids"]
+        if err := too_long(expert, len(ids), sampling.max_tokens, context):
+            results[i] = err
+            continue
+        runnable.append((i, sampling, ids))
+    return results, runnable
+
+
 def too_long(expert: ExpertSpec, prompt_tokens: int, max_tokens: int, context: int | None) -> UpstreamError | None:
     limit = min(c for c in (context, expert.context_window) if c) if (context or expert.context_window) else None
     if limit is not None and prompt_tokens + max_tokens > limit:

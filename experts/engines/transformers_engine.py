@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from experts.engines.base import Sampling, completion, cut_at_stop, model_loads, render_prompt, too_long
+from experts.engines.base import Sampling, completion, cut_at_stop, model_loads, prepare
 from experts.errors import UpstreamError
 from experts.spec import ExpertSpec
 
@@ -37,24 +37,14 @@ class TransformersEngine:
         self.context = getattr(self.model.config, "max_position_embeddings", None)
 
     def generate(self, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any] | UpstreamError]:
-        results: list[dict[str, Any] | UpstreamError | None] = [None] * len(bodies)
+        results, runnable = prepare(self.spec, self.tokenizer, bodies, self.context)
         groups: dict[Sampling, list[tuple[int, list[int]]]] = {}
-        for i, body in enumerate(bodies):
-            try:
-                sampling = Sampling.from_body(self.spec, body)
-            except UpstreamError as exc:
-                results[i] = exc
-                continue
-            text, templated = render_prompt(self.tokenizer, body.get("messages") or [])
-            ids = self.tokenizer(text, add_special_tokens=not templated)["input_ids"]
-            if err := too_long(self.spec, len(ids), sampling.max_tokens, self.context):
-                results[i] = err
-                continue
+        for i, sampling, ids in runnable:
             groups.setdefault(sampling, []).append((i, ids))
         for sampling, rows in groups.items():
             for (i, ids), reply in zip(rows, self._run(sampling, [ids for _, ids in rows])):
                 results[i] = completion(self.spec, len(ids), reply)
-        return results  # type: ignore[return-value] - every slot is filled above
+        return results
 
     def _run(self, s: Sampling, prompts: list[list[int]]) -> list[list[tuple[str, int, str]]]:
         torch = self.torch

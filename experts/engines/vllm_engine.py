@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from experts.engines.base import Sampling, completion, model_loads, render_prompt, too_long
+from experts.engines.base import completion, model_loads, prepare
 from experts.errors import UpstreamError, UpstreamUnavailable
 from experts.spec import ExpertSpec
 
@@ -37,30 +37,18 @@ class VLLMEngine:
             self.context = None
 
     def generate(self, bodies: Sequence[dict[str, Any]]) -> list[dict[str, Any] | UpstreamError]:
-        results: list[dict[str, Any] | UpstreamError | None] = [None] * len(bodies)
-        rows, prompts, params = [], [], []
-        for i, body in enumerate(bodies):
-            try:
-                s = Sampling.from_body(self.spec, body)
-            except UpstreamError as exc:
-                results[i] = exc
-                continue
-            text, templated = render_prompt(self.tokenizer, body.get("messages") or [])
-            ids = self.tokenizer(text, add_special_tokens=not templated)["input_ids"]
-            if err := too_long(self.spec, len(ids), s.max_tokens, self.context):
-                results[i] = err
-                continue
-            rows.append(i)
-            # token ids, not text: vLLM would add special tokens to a templated prompt a second time
-            prompts.append({"prompt_token_ids": ids})
-            params.append(self.params(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                                      stop=list(s.stop) or None, seed=s.seed))
+        results, runnable = prepare(self.spec, self.tokenizer, bodies, self.context)
+        rows = [i for i, _, _ in runnable]
+        # token ids, not text: vLLM would add special tokens to a templated prompt a second time
+        prompts = [{"prompt_token_ids": ids} for _, _, ids in runnable]
+        params = [self.params(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
+                              stop=list(s.stop) or None, seed=s.seed) for _, s, _ in runnable]
         if rows:
             outputs = self.llm.generate(prompts, params, use_tqdm=False)  # one call: vLLM schedules them together
             for i, out in zip(rows, outputs):
                 choices = [(o.text, len(o.token_ids), o.finish_reason or "stop") for o in out.outputs]
                 results[i] = completion(self.spec, len(out.prompt_token_ids or ()), choices)
-        return results  # type: ignore[return-value] - every slot is filled above
+        return results
 
     def close(self) -> None:
         self.llm = None  # vLLM frees the GPU memory when the engine is collected
