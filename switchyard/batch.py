@@ -31,7 +31,8 @@ from gateway.pipeline import Gateway, RoutePlan
 from gateway.schemas import ChatCompletionRequest
 from gateway.settings import load_settings
 from routers.embedder import Embedder, text_key
-from switchyard.batch_io import Line, ProgressLog, failure_record, line_error, read_lines, response_record, retryable
+from switchyard.batch_io import (Line, ProgressLog, failure_record, finished_output, line_error, read_lines, response_record,
+                                 retryable)
 
 
 async def route_all(gateway: Gateway, requests: list[ChatCompletionRequest], progress: bool = True) -> list[RoutePlan | GatewayError]:
@@ -109,12 +110,15 @@ def run_batch(input_path: Path, config: Path, out: Path, retry_failed: bool = Fa
     log = ProgressLog(out)
     if out.is_dir():
         raise ValueError(f"--out is a folder: {out}")
-    if out.exists() and not log.path.exists() and not overwrite:
-        raise ValueError(f"{out} exists (a finished job); pass --overwrite to run it again")
+    finished = out.exists() and not log.path.exists()
+    if finished and not (overwrite or retry_failed):
+        raise ValueError(f"{out} exists (a finished job); pass --overwrite to run it again, or --retry-failed for its 5xx lines")
     settings = load_settings(config)
     settings.store_url = None  # the config's experts, in-process: a batch job never touches shared state
     gateway: Gateway = create_app(settings, embedder=embedder).state.gateway
     stored = log.open()
+    if finished and retry_failed and not overwrite:
+        stored = finished_output(out, lines)  # keep its good lines, rerun the failed ones
     try:
         return asyncio.run(_run(gateway, settings.experts, lines, stored, log, out, retry_failed, progress, started))
     finally:

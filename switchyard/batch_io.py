@@ -126,6 +126,19 @@ def retryable(record: dict[str, Any]) -> bool:
     return bool(response) and int(response.get("status_code", 0)) >= 500
 
 
+def finished_output(out: Path, lines: list[Line]) -> dict[int, tuple[str, dict[str, Any]]]:
+    """A finished OUT's records, line by line, where the custom_id still matches the input's."""
+    done = {}
+    for i, raw in enumerate(out.read_text(encoding="utf-8").splitlines()):
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if i < len(lines) and isinstance(record, dict) and record.get("custom_id") == lines[i].custom_id:
+            done[i] = (lines[i].key, record)
+    return done
+
+
 class ProgressLog:
     """The append-only log of finished lines next to OUT; one writer at a time (flock)."""
 

@@ -82,7 +82,7 @@ def batch(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help="OpenAI batch input: custom_id, method, url, body per line")],
     config: Annotated[Path, typer.Option(help="gateway YAML config (routers and experts)")],
     out: Annotated[Path, typer.Option(help="OpenAI batch output, in input order; OUT.progress holds a running job's finished lines")],
-    retry_failed: Annotated[bool, typer.Option(help="on resume, run again the lines that failed with a 5xx")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="run again the lines that failed with a 5xx (of a resumed or a finished job)")] = False,
     overwrite: Annotated[bool, typer.Option(help="run again when OUT already holds a finished job")] = False,
 ) -> None:
     """Route every line first, run them grouped by expert (engines load each model once), write results."""

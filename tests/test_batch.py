@@ -156,6 +156,15 @@ def test_batch_routes_groups_runs_in_order_with_per_line_errors(
     assert by_id["upstream-500"]["response"]["body"]["routing"]["experts"] == ["loop-broken"]
     assert by_id["q0-w0.0"]["response"]["status_code"] == 200  # the first of the duplicated ids ran
 
+    # the broken upstream recovers: --retry-failed reruns its 5xx line (and the vLLM one), nothing else
+    state.behaviours["loop-broken"] = Behaviour()
+    state.requests.clear()
+    again = run_batch(tmp_path / "in.jsonl", config, out, retry_failed=True, embedder=embedder, progress=False)
+    retried = read_out(out)
+    assert again["ran"] == 2 and again["resumed"] == len(lines) - 2 and [r["model"] for r in state.requests] == ["loop-broken"]
+    changed = [r["custom_id"] for r, old in zip(retried, records) if r != old]
+    assert changed == ["upstream-500", "no-vllm"] and retried[records.index(by_id["upstream-500"])]["response"]["status_code"] == 200
+
 
 def cli(*args: str, **kw: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
@@ -179,8 +188,9 @@ def test_batch_resumes_after_a_kill_without_redoing_lines(
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the job made no progress"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.send_signal(signal.SIGTERM)  # what `kill` sends; Ctrl-C takes the same path
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and stderr.splitlines()[-1].startswith("error: interrupted"), stderr[-2000:]
     assert not out.exists()
     entries = progress.read_bytes().splitlines(keepends=True)
     progress.write_bytes(b"".join(entries[:-1]) + entries[-1][:20])  # tear the last entry, as a kill mid-write would
