@@ -34,6 +34,8 @@ from routers.embedder import Embedder, text_key
 from switchyard.batch_io import (Line, ProgressLog, failure_record, finished_output, line_error, read_lines, response_record,
                                  retryable)
 
+PLAN_CHUNK = 1024
+
 
 async def route_all(gateway: Gateway, requests: list[ChatCompletionRequest], progress: bool = True) -> list[RoutePlan | GatewayError]:
     """Plans for all requests: one batched embedding call, then the gateway's own decision per line."""
@@ -44,12 +46,16 @@ async def route_all(gateway: Gateway, requests: list[ChatCompletionRequest], pro
         vecs = await asyncio.to_thread(qe.embedder.encode, texts, 64, progress)
         for text, vec in zip(texts, vecs):
             qe.cache.put(text_key(qe.embedder.cache_id, text), vec)
-    plans: list[RoutePlan | GatewayError] = []
-    for req in requests:
+
+    async def plan(req: ChatCompletionRequest) -> RoutePlan | GatewayError:
         try:
-            plans.append(await gateway.plan(req))
+            return await gateway.plan(req)
         except GatewayError as exc:
-            plans.append(exc)
+            return exc
+
+    plans: list[RoutePlan | GatewayError] = []
+    for start in range(0, len(requests), PLAN_CHUNK):  # concurrent, so a route batcher can group them
+        plans += await asyncio.gather(*(plan(r) for r in requests[start : start + PLAN_CHUNK]))
     return plans
 
 
