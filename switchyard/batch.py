@@ -99,7 +99,8 @@ def _summary(out: Path, lines: list[Line], resumed: int, job: _Job, groups: dict
         "succeeded": sum(1 for r in job.records.values() if r["response"] and r["response"]["status_code"] == 200),
         "failed": sum(1 for r in job.records.values() if not (r["response"] and r["response"]["status_code"] == 200)),
         "groups": {n: {"backend": experts[n].backend, "lines": len(g)} for n, g in groups.items()},
-        "model_loads": {n: loads.get(n, 0) for n in groups if experts[n].backend in ENGINE_BACKENDS},
+        "model_loads": {n: loads.get(n, 0) for n in dict.fromkeys(
+            [*(n for n in groups if experts[n].backend in ENGINE_BACKENDS), *(n for n, c in loads.items() if c > 0)])},
         "route_seconds": round(route_s, 3),
         "run_seconds": round(run_s, 3),
         "seconds": round(total_s, 3),
@@ -160,11 +161,19 @@ async def _run(gateway: Gateway, specs: list[ExpertSpec], lines: list[Line], sto
     by_expert = group_by([plan.experts[0].name for _, plan in routed])
     groups = {name: [routed[i] for i in idx] for name, idx in by_expert.items()}
     experts = {plan.experts[0].name: plan.experts[0] for _, plan in routed}
+    # An engine that k > 1 lines of other groups also recruit stays loaded to the end (released by
+    # aclose) rather than being loaded again for them.
+    shared = {e.name for _, plan in routed for e in plan.experts[1:]}
+
+    async def release(name: str) -> None:
+        if name not in shared:
+            await engines.release(name)
+
     t1 = time.perf_counter()
     with tqdm(total=len(routed), desc="batch", unit="req", disable=not progress) as bar:
         job.bar = bar
         try:
-            await run_groups(groups, experts, job.run_one, engines.release)
+            await run_groups(groups, experts, job.run_one, release)
         finally:
             await gateway.dispatcher.aclose()
     run_s = time.perf_counter() - t1
