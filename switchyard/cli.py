@@ -76,6 +76,27 @@ def route(
 
 
 @app.command()
+def batch(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help="OpenAI batch input: custom_id, method, url, body per line")],
+    config: Annotated[Path, typer.Option(help="gateway YAML config (routers and experts)")],
+    out: Annotated[Path, typer.Option(help="OpenAI batch output, in input order; OUT.progress holds a running job's finished lines")],
+    retry_failed: Annotated[bool, typer.Option(help="run again the lines that failed with a 5xx (of a resumed or a finished job)")] = False,
+    overwrite: Annotated[bool, typer.Option(help="run again when OUT already holds a finished job")] = False,
+) -> None:
+    """Route every line first, run them grouped by expert (engines load each model once), write results."""
+    from switchyard.batch import interruptible, run_batch  # noqa: PLC0415
+
+    try:
+        with interruptible():
+            summary = run_batch(input_path, config, out, retry_failed=retry_failed, overwrite=overwrite)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted: finished lines are kept in {out}.progress; rerun the same command to resume")
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
 def demo(
     data: Annotated[Optional[Path], typer.Option(help="RouterBench folder (default: $SWITCHYARD_DATA/routerbench)")] = None,
     requests: Annotated[int, typer.Option(help="test prompts sent per cost weight")] = 200,
