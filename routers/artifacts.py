@@ -16,10 +16,11 @@ from routers.glider import GliderRouter
 from routers.mf import MfRouter
 from routers.mlp import MlpRouter
 from routers.skills import SkillsRouter
+from routers.stack import StackRouter
 
 FORMAT_VERSION = 1
 ROUTER_KINDS: dict[str, type[Router]] = {
-    cls.kind: cls for cls in (CarrotRouter, CarrotLinearRouter, RandomRouter, CheapestRouter, BestSingleRouter, KnnRouter, MlpRouter, MfRouter, SkillsRouter, GliderRouter)
+    cls.kind: cls for cls in (CarrotRouter, CarrotLinearRouter, RandomRouter, CheapestRouter, BestSingleRouter, KnnRouter, MlpRouter, MfRouter, SkillsRouter, GliderRouter, StackRouter)
 }
 
 
