@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -21,11 +21,14 @@ from experts.registry import ExpertRegistry
 from experts.spec import ExpertSpec
 from gateway.embedding import QueryEmbedder
 from gateway.errors import GatewayError, sse_error
+from gateway.failover import Failover
 from gateway.metrics import Metrics
 from gateway.onboarding import Onboarder, price
 from gateway.schemas import ChatCompletionRequest, RoutingOptions
 from gateway.settings import RouterConfig
 from routers.base import Router, decide
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -41,6 +44,9 @@ class RoutePlan:
     experts: list[ExpertSpec]  # chosen, best first
     predicted: dict[str, dict[str, float]] = field(default_factory=dict)
     route_ms: float = 0.0
+    fallbacks: list[ExpertSpec] = field(default_factory=list)  # the rest of the ranking, best first
+    failed: list[dict[str, Any]] = field(default_factory=list)  # experts passed over (gateway/failover.py)
+    answered: ExpertSpec | None = None
 
     def metadata(self, cost_usd: float | None = None) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -52,12 +58,15 @@ class RoutePlan:
         }
         if cost_usd is not None:
             meta["cost_usd"] = cost_usd
+        if self.failed:
+            meta["fallback"] = {"failed": self.failed, "answered_by": self.answered.name if self.answered else None}
         if replayed := [e.name for e in self.experts if e.backend == "replay"]:
             meta["replay"] = replayed  # answers are recorded ones, not live generations
         return meta
 
     def headers(self) -> dict[str, str]:
-        return {"x-switchyard-router": self.router or "none", "x-switchyard-expert": ",".join(e.name for e in self.experts)}
+        answering = [self.answered] if self.answered else self.experts
+        return {"x-switchyard-router": self.router or "none", "x-switchyard-expert": ",".join(e.name for e in answering)}
 
 
 def _parse_model(model: str) -> tuple[str, float | None]:
@@ -92,7 +101,9 @@ class Gateway:
         embedder: QueryEmbedder | None,
         dispatcher: Dispatcher,
         metrics: Metrics,
+        failover: Failover | None = None,
     ) -> None:
+        self.failover = failover or Failover(metrics)
         self.routers = routers
         self.onboarder = Onboarder(embedder.embedder.encode) if embedder is not None else None
         self.default_router = default_router
@@ -148,7 +159,7 @@ class Gateway:
     async def _route(self, loaded: LoadedRouter, req: ChatCompletionRequest, opts: RoutingOptions, weight: float | None) -> RoutePlan:
         started = time.perf_counter()
         w = loaded.config.cost_weight if weight is None else weight
-        candidates = await self._candidates(loaded, opts)
+        candidates = self.failover.routable(await self._candidates(loaded, opts))
         assert self.embedder is not None  # routers configured => embedder built
         query = req.query_text()
         vec = await self.embedder.embed(query)
@@ -171,7 +182,8 @@ class Gateway:
         }
         elapsed = time.perf_counter() - started
         self.metrics.route_seconds.labels(loaded.config.name).observe(elapsed)
-        return RoutePlan(loaded.config.name, w, [candidates[i] for i in decision.chosen], predicted, elapsed * 1000)
+        return RoutePlan(loaded.config.name, w, [candidates[i] for i in decision.chosen], predicted, elapsed * 1000,
+                         fallbacks=[candidates[i] for i in decision.ranking[len(decision.chosen):]])
 
     # -- carrying out ---------------------------------------------------------------------
 
@@ -182,40 +194,30 @@ class Gateway:
         self.metrics.cost.labels(expert.name).inc(cost)
         return cost
 
-    def _failed(self, expert: ExpertSpec, exc: UpstreamError) -> None:
-        self.metrics.upstream_errors.labels(expert.name, exc.code).inc()
-
-    async def complete(self, req: ChatCompletionRequest, plan: RoutePlan) -> dict[str, Any]:
-        expert = plan.experts[0]
+    async def _timed(self, plan: RoutePlan, expert: ExpertSpec, call: Awaitable[T]) -> T:
         self.metrics.expert_requests.labels(expert.name, plan.router or "none").inc()
         started = time.perf_counter()
-        try:
-            data = await self.dispatcher.complete(expert, req.upstream_body())
-        except UpstreamError as exc:
-            self._failed(expert, exc)
-            raise
+        result = await call
         self.metrics.upstream_seconds.labels(expert.name).observe(time.perf_counter() - started)
+        return result
+
+    async def complete(self, req: ChatCompletionRequest, plan: RoutePlan) -> dict[str, Any]:
+        body = req.upstream_body()
+        expert, data = await self.failover.run(plan, lambda e: self._timed(plan, e, self.dispatcher.complete(e, body)))
         data["model"] = expert.name
         data["routing"] = plan.metadata(self._account(plan, expert, data.get("usage")))
         return data
 
     async def open_stream(self, req: ChatCompletionRequest, plan: RoutePlan) -> HeldStream:
-        """Open the upstream stream; failures raised here still become plain HTTP errors."""
-        expert = plan.experts[0]
-        self.metrics.expert_requests.labels(expert.name, plan.router or "none").inc()
-        started = time.perf_counter()
-        try:
-            held = await self.dispatcher.open_stream(expert, req.upstream_body())
-        except UpstreamError as exc:
-            self._failed(expert, exc)
-            raise
-        self.metrics.upstream_seconds.labels(expert.name).observe(time.perf_counter() - started)
+        """Open the upstream stream; failures raised here still become plain HTTP errors (or a fallback)."""
+        body = req.upstream_body()
+        _, held = await self.failover.run(plan, lambda e: self._timed(plan, e, self.dispatcher.open_stream(e, body)))
         return held
 
     async def relay(self, req: ChatCompletionRequest, plan: RoutePlan, held: HeldStream) -> AsyncIterator[bytes]:
         """SSE out: each upstream chunk renamed to the expert, routing on the first chunk, the
         cost on the usage chunk; an error event if the expert fails mid-stream."""
-        expert = plan.experts[0]
+        expert = plan.answered or plan.experts[0]
         want_usage = bool(req.stream_options and req.stream_options.include_usage)
         first = True
         try:
@@ -238,7 +240,7 @@ class Gateway:
                 yield f"data: {json.dumps(chunk)}\n\n".encode()
             yield b"data: [DONE]\n\n"
         except UpstreamError as exc:
-            self._failed(expert, exc)
+            await self.failover.failed(expert, exc)
             yield sse_error(exc)
         except asyncio.CancelledError:
             raise

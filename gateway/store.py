@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.breaker_store import MemoryBreakerMixin, RedisBreakerMixin
+
 EXPERTS_KEY = "switchyard:experts"
 
 
@@ -37,7 +39,7 @@ class Store(ABC):
         return None
 
 
-class MemoryStore(Store):
+class MemoryStore(MemoryBreakerMixin, Store):
     kind = "memory"
 
     def __init__(self) -> None:
@@ -56,7 +58,7 @@ class MemoryStore(Store):
         return True
 
 
-class RedisStore(Store):
+class RedisStore(RedisBreakerMixin, Store):
     kind = "redis"
 
     def __init__(self, url: str, socket_timeout: float = 0.5) -> None:
