@@ -53,8 +53,11 @@ from switchyard.redis_server import RedisServer  # noqa: E402
 
 TARGET = "gpt-4-1106-preview"  # the router's first choice at cost weight 0 for most prompts: faults hit it
 BREAKER_COOLDOWN_S = 5.0
-READ_TIMEOUT_S = 2.0  # the gateway's read timeout (longest upstream silence) in this suite
-HANG_S = 30.0  # a request still open after this long counts as hung
+READ_TIMEOUT_S = 5.0  # the gateway's read timeout (longest upstream silence) in this suite
+HANG_S = 120.0  # a request open longer counts as hung (a loaded 2-core machine queues for tens of seconds)
+# Each loopback stream: 6 content chunks 0.3 s apart (~2 s, like a short generation), so 200
+# concurrent streams are ~100 new requests/s: what a 2-core machine can route and relay.
+STREAM = {"chunks": 6, "chunk_delay_s": 0.3}  # a request still open after this long counts as hung
 PROMPTS = [
     "What is the capital of France? Answer in one word.",
     "Write a Python function that reverses a linked list.",
@@ -122,9 +125,12 @@ async def stream_once(client: httpx.AsyncClient, url: str, body: dict[str, Any])
     return out
 
 
+COST_WEIGHTS = (0.0, 0.2, 0.5, 1.0)  # spread the load over experts on both servers
+
+
 def routed(i: int) -> dict[str, Any]:
     return {"model": "carrot", "stream": True, "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-            "routing": {"cost_weight": 0.0}}
+            "routing": {"cost_weight": COST_WEIGHTS[(i // len(PROMPTS)) % len(COST_WEIGHTS)]}}
 
 
 async def load(
@@ -241,7 +247,7 @@ class System:
         self.gw = Server("gateway", lambda port: [sys.executable, "-m", "switchyard.cli", "serve", "--config", str(path), "--port", str(port)],
                          "/health/ready", self.out / "gateway.log").start()
         self.servers.append(self.gw)
-        self.streaming(chunks=8, chunk_delay_s=0.05)
+        self.streaming(**STREAM)
         return self
 
     def streaming(self, **behaviour: Any) -> None:
@@ -280,6 +286,9 @@ class System:
             self.redis.stop()
 
 
+RUNNING: list[System] = []  # for the SIGTERM handler
+
+
 # -- scenarios ----------------------------------------------------------------------------
 
 
@@ -308,12 +317,12 @@ def soak(sys_: System, streams: int, duration: float) -> dict[str, Any]:
 
 
 def expert_killed(sys_: System, streams: int, duration: float) -> dict[str, Any]:
-    sys_.streaming(chunks=8, chunk_delay_s=0.25)  # 2 s streams: many are in flight when it dies
+    sys_.streaming(chunks=8, chunk_delay_s=0.5)  # 4 s streams: many are in flight when it dies
     victim = sys_.home(TARGET)
     outcomes, ready = asyncio.run(load(sys_.gw.url, streams, duration, actions=[(duration * 0.3, lambda: kill(victim)),
                                                                              (duration * 0.7, lambda: restart(victim))],
                                        watch=sys_.ready, desc="expert killed"))
-    sys_.streaming(chunks=8, chunk_delay_s=0.05)
+    sys_.streaming(**STREAM)
     s = summarise(outcomes)
     result = {"summary": s, "ready": ready}
     no_loss(result, s)
@@ -472,6 +481,7 @@ def run(out: Path, duration: float, streams: int, fault_s: float, examples: int,
 
         models = list(load_router(artifact).models)
     sys_ = System(out, artifact, models)
+    RUNNING.append(sys_)
     results: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.reliability", *sys.argv[1:]]) if __name__ == "__main__" else "run()",
         "duration_s": duration, "streams": streams, "fault_s": fault_s, "cpus": os.cpu_count(), "scenarios": {},
@@ -509,7 +519,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration <= 0 or args.streams < 1 or args.fault_seconds <= 0:
         print("error: --duration, --streams and --fault-seconds must be positive", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    def on_term(*_: Any) -> None:  # stop every child process, even from inside the event loop
+        for system in RUNNING:
+            system.stop()
+        os._exit(130)
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         results = run(args.out, args.duration, args.streams, args.fault_seconds, args.examples, args.data, args.artifact)
     except KeyboardInterrupt:

@@ -12,12 +12,13 @@ bookkeeping never fails a request: a store error is logged and the request goes 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+from experts.periodic import Periodic
 
 log = logging.getLogger("switchyard.breaker")
 
@@ -45,7 +46,8 @@ class Breakers:
     ) -> None:
         self.store, self.policy, self.on_state = store, policy, on_state
         self._records: dict[str, tuple[int, float]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(self.refresh, policy.refresh_s, "breaker refresh", log)
+        self.start, self.stop = self._loop.start, self._loop.stop
 
     def state(self, name: str, now: float | None = None) -> State:
         _, opened_at = self._records.get(name, (0, 0.0))
@@ -104,18 +106,3 @@ class Breakers:
         if self.on_state is not None:
             self.on_state(name, state)
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except Exception as exc:  # noqa: BLE001 - keep the last copy
-                log.warning("breaker refresh failed: %s", exc)
-            await asyncio.sleep(self.policy.refresh_s)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from experts.periodic import Periodic
 from experts.registry import ExpertRegistry
 from experts.spec import ExpertSpec
 
@@ -53,7 +54,8 @@ class HealthMonitor:
         self._servers: dict[str, _Server] = {}
         self._unhealthy: frozenset[str] = frozenset()
         self._client = httpx.AsyncClient(timeout=policy.timeout_s)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(self.probe_all, policy.interval_s, "health probe round", log)
+        self.start = self._loop.start
 
     def healthy(self, name: str) -> bool:
         return name not in self._unhealthy
@@ -99,19 +101,6 @@ class HealthMonitor:
             for name in experts:
                 self.on_change(name, name not in self._unhealthy)
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.probe_all()
-            except Exception as exc:  # noqa: BLE001 - a broken round must not stop the next
-                log.warning("health probe round failed: %s", exc)
-            await asyncio.sleep(self.policy.interval_s)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
-
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._loop.stop()
         await self._client.aclose()

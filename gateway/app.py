@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 
 from experts.backends.openai_http import OpenAIHTTPBackend, RetryPolicy, Timeouts
 from experts.dispatcher import Dispatcher
@@ -79,6 +80,7 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     if task in done:
         return task.result()
     task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # it may have failed as the client left
     raise ClientGone
 
 
@@ -159,6 +161,10 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     app.state.gateway = gateway
     install_error_handlers(app)
 
+    @app.exception_handler(ClientDisconnect)
+    async def _client_left(_: Request, __: ClientDisconnect) -> Response:
+        return Response(status_code=499)  # the client left while sending its body: no one to answer
+
     app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(RequestMetrics, metrics=metrics)
 
@@ -173,7 +179,10 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
             except ClientGone:
                 return Response(status_code=499)
             return JSONResponse(data, headers=plan.headers())
-        held = await unless_disconnected(request, gateway.open_stream(req, plan))
+        try:
+            held = await unless_disconnected(request, gateway.open_stream(req, plan))
+        except ClientGone:
+            return Response(status_code=499)
         return StreamingResponse(
             gateway.relay(req, plan, held),
             media_type="text/event-stream",

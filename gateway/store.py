@@ -61,10 +61,13 @@ class MemoryStore(MemoryBreakerMixin, Store):
 class RedisStore(RedisBreakerMixin, Store):
     kind = "redis"
 
-    def __init__(self, url: str, socket_timeout: float = 0.5) -> None:
+    def __init__(self, url: str, socket_timeout: float = 0.5, max_connections: int = 1024) -> None:
         self.url = url
+        # redis-py's pool holds 100 connections by default and fails the 101st concurrent call;
+        # hundreds of in-flight requests (breaker records) need more.
         self._redis = aioredis.from_url(
-            url, decode_responses=True, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            url, decode_responses=True, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+            max_connections=max_connections,
         )
 
     async def _call(self, coro):  # noqa: ANN001, ANN202
