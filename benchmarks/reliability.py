@@ -142,7 +142,9 @@ async def load(
     outcomes: list[Outcome] = []
     samples: list[Any] = []
     end = time.monotonic() + duration
-    limits = httpx.Limits(max_connections=streams + 8, max_keepalive_connections=streams + 8)
+    # Idle connections expire before uvicorn's 5 s keep-alive timeout closes them, or a request
+    # sent as the server hangs up would fail on the client's side of that race.
+    limits = httpx.Limits(max_connections=streams + 8, max_keepalive_connections=streams + 8, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=httpx.Timeout(HANG_S), limits=limits) as client:
         bar = tqdm(total=round(duration), desc=desc, unit="s", leave=False)
 
@@ -203,6 +205,16 @@ def restart(server: Server) -> None:
         server.proc = subprocess.Popen(server.argv(server.port), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
     server._wait_ready(30)  # noqa: SLF001 - the same readiness wait as its first start
+
+
+def kill_mid_stream(server: Server, timeout: float = 30.0) -> None:
+    """SIGKILL the server once it is sending streams (so some are cut mid-way)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.post(f"{server.url}/loopback/faults", json={}, timeout=5).json()["streaming"] >= 3:
+            break
+        time.sleep(0.1)
+    kill(server)
 
 
 def kill(server: Server) -> None:
@@ -296,6 +308,13 @@ def check(result: dict[str, Any], name: str, ok: bool) -> None:
     result.setdefault("checks", {})[name] = bool(ok)
 
 
+UPSTREAM_CODES = {"upstream_error", "upstream_unavailable", "upstream_timeout", "circuit_open", "no_healthy_expert"}
+
+
+def answered(s: dict[str, Any]) -> bool:
+    return s["done"] + s["error_event"] + s["http_error"] == s["requests"]
+
+
 def no_loss(result: dict[str, Any], s: dict[str, Any]) -> None:
     check(result, "none lost or hung", s["lost"] == 0 and s["hung"] == 0 and s["requests"] > 0)
 
@@ -311,7 +330,7 @@ def soak(sys_: System, streams: int, duration: float) -> dict[str, Any]:
     result = {"summary": s, "rss_mb": {"before": round(before, 1), "peak": round(max(v for _, v in rss), 1), "after": round(after, 1)},
               "rss_timeline": rss, "streams_per_s": round(s["requests"] / duration, 1)}
     no_loss(result, s)
-    check(result, "every stream ended in [DONE] or an error event", s["done"] + s["error_event"] == s["requests"])
+    check(result, "every request ended in [DONE], an error event or an OpenAI error", answered(s))
     check(result, "RSS after within 10% (+20 MB) of before", after <= before * 1.1 + 20)
     return result
 
@@ -319,7 +338,7 @@ def soak(sys_: System, streams: int, duration: float) -> dict[str, Any]:
 def expert_killed(sys_: System, streams: int, duration: float) -> dict[str, Any]:
     sys_.streaming(chunks=8, chunk_delay_s=0.5)  # 4 s streams: many are in flight when it dies
     victim = sys_.home(TARGET)
-    outcomes, ready = asyncio.run(load(sys_.gw.url, streams, duration, actions=[(duration * 0.3, lambda: kill(victim)),
+    outcomes, ready = asyncio.run(load(sys_.gw.url, streams, duration, actions=[(duration * 0.3, lambda: kill_mid_stream(victim)),
                                                                              (duration * 0.7, lambda: restart(victim))],
                                        watch=sys_.ready, desc="expert killed"))
     sys_.streaming(**STREAM)
@@ -367,7 +386,8 @@ def redis_outage(sys_: System, streams: int, duration: float) -> dict[str, Any]:
     states = [st for _, st in ready]
     result = {"summary": s, "ready": ready, "final": sys_.ready()}
     no_loss(result, s)
-    check(result, "every request answered", s["done"] == s["requests"])
+    check(result, "no request failed for the store's sake (errors only from experts: timeouts, open breakers)",
+          set(s["codes"]) <= UPSTREAM_CODES)
     check(result, "readiness said degraded during the outage", "degraded" in states)
     check(result, "readiness back to ready after it", result["final"] == "ready")
     return result

@@ -41,6 +41,7 @@ class LoopbackState:
     in_flight: int = 0
     cancelled: int = 0
     healthy: bool = True  # False: GET /health answers 503, as vLLM's does when its engine died
+    streaming: int = 0  # streams being sent now
 
     def behaviour(self, model: str) -> Behaviour:
         return self.behaviours.get(model) or self.behaviours.get("*") or Behaviour()
@@ -124,6 +125,14 @@ def build_loopback_app(state: LoopbackState | None = None) -> Starlette:
             return f"data: {json.dumps(chunk)}\n\n"
 
         async def gen():  # noqa: ANN202
+            state.streaming += 1
+            try:
+                async for ev in events():
+                    yield ev
+            finally:
+                state.streaming -= 1
+
+        async def events():  # noqa: ANN202
             yield event({"role": "assistant", "content": ""})
             for i, piece in enumerate(pieces):
                 if b.die_after_chunks is not None and i >= b.die_after_chunks:
@@ -160,7 +169,7 @@ def build_loopback_app(state: LoopbackState | None = None) -> Starlette:
                     state.behaviours[model] = Behaviour(**fields)
         except (ValueError, TypeError, AttributeError) as exc:
             return _error(400, f"bad faults body: {exc}")
-        return JSONResponse({"healthy": state.healthy, "behaviours": sorted(state.behaviours)})
+        return JSONResponse({"healthy": state.healthy, "behaviours": sorted(state.behaviours), "streaming": state.streaming})
 
     app = Starlette(
         routes=[
