@@ -2,7 +2,9 @@
 
 It stands in for `vllm serve` where no GPU or weights exist (demos, tests, benchmarks): the
 same endpoints (/v1/chat/completions with SSE streaming and usage, /v1/models, /health),
-an instant deterministic answer instead of a generation. Per-model behaviours inject faults.
+an instant deterministic answer instead of a generation. Per-model behaviours inject faults;
+`POST /loopback/faults` sets them at run time in a loopback running as its own process
+(`python -m experts.loopback --port N`), and `healthy: false` makes /health answer 503.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from starlette.routing import Route
 class Behaviour:
     delay_s: float = 0.0  # before the status line
     fail_status: int | None = None  # answer this HTTP error instead
+    fail_first: int = 0  # the next N requests answer `fail_first_status` (a transient failure); counts down
+    fail_first_status: int = 503
     chunks: int = 3  # content chunks when streaming
     chunk_delay_s: float = 0.0
     die_after_chunks: int | None = None  # drop the connection mid-stream
     answer: str | None = None  # reply this text (e.g. "The answer is (B)", for voting) instead of the echo
+    stall_after_chunks: int | None = None  # go silent mid-stream (the gateway's read timeout ends it)
 
 
 @dataclass
@@ -38,6 +43,8 @@ class LoopbackState:
     cancelled: int = 0
     in_flight_by: dict[str, int] = field(default_factory=dict)  # per model, during the delay
     peak_by: dict[str, int] = field(default_factory=dict)  # the most seen at once, per model
+    healthy: bool = True  # False: GET /health answers 503, as vLLM's does when its engine died
+    streaming: int = 0  # streams being sent now
 
     def behaviour(self, model: str) -> Behaviour:
         return self.behaviours.get(model) or self.behaviours.get("*") or Behaviour()
@@ -92,6 +99,9 @@ def build_loopback_app(state: LoopbackState | None = None) -> Starlette:
         finally:
             state.in_flight -= 1
             state.in_flight_by[model] -= 1
+        if b.fail_first > 0:
+            b.fail_first -= 1
+            return _error(b.fail_first_status, f"injected transient failure for {model}")
         if b.fail_status:
             return _error(b.fail_status, f"injected failure for {model}")
         reply, pt, ct = _answer(model, messages, b.answer)
@@ -121,10 +131,20 @@ def build_loopback_app(state: LoopbackState | None = None) -> Starlette:
             return f"data: {json.dumps(chunk)}\n\n"
 
         async def gen():  # noqa: ANN202
+            state.streaming += 1
+            try:
+                async for ev in events():
+                    yield ev
+            finally:
+                state.streaming -= 1
+
+        async def events():  # noqa: ANN202
             yield event({"role": "assistant", "content": ""})
             for i, piece in enumerate(pieces):
                 if b.die_after_chunks is not None and i >= b.die_after_chunks:
                     raise ConnectionResetError("injected mid-stream failure")
+                if b.stall_after_chunks is not None and i >= b.stall_after_chunks:
+                    await asyncio.sleep(3600)
                 if b.chunk_delay_s:
                     await asyncio.sleep(b.chunk_delay_s)
                 yield event({"content": piece})
@@ -140,14 +160,43 @@ def build_loopback_app(state: LoopbackState | None = None) -> Starlette:
         return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "loopback"} for m in names]})
 
     async def health(_: Request) -> Response:
-        return Response(status_code=200)
+        return Response(status_code=200 if state.healthy else 503)
+
+    async def faults(request: Request) -> Response:
+        """{"healthy": bool, "behaviours": {model or "*": {Behaviour fields} or null}}; null clears."""
+        try:
+            body = await request.json()
+            if "healthy" in body:
+                state.healthy = bool(body["healthy"])
+            for model, fields in (body.get("behaviours") or {}).items():
+                if fields is None:
+                    state.behaviours.pop(model, None)
+                else:
+                    state.behaviours[model] = Behaviour(**fields)
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _error(400, f"bad faults body: {exc}")
+        return JSONResponse({"healthy": state.healthy, "behaviours": sorted(state.behaviours), "streaming": state.streaming})
 
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/loopback/faults", faults, methods=["POST"]),
         ]
     )
     app.state.loopback = state
     return app
+
+
+if __name__ == "__main__":  # a loopback expert in its own process, one that can be killed
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="loopback OpenAI-compatible expert server")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    state = LoopbackState(record=False)
+    uvicorn.run(build_loopback_app(state), host=args.host, port=args.port, log_level="warning", access_log=False)

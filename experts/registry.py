@@ -7,13 +7,13 @@ at once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Protocol
 
 from pydantic import ValidationError
 
+from experts.periodic import Periodic
 from experts.spec import ExpertSpec
 
 log = logging.getLogger("switchyard.registry")
@@ -31,7 +31,9 @@ class ExpertRegistry:
         self.refresh_s = refresh_s
         self._experts: dict[str, ExpertSpec] = {}
         self.refreshed_at = 0.0
-        self._task: asyncio.Task[None] | None = None
+        # Keep serving on the last snapshot when a refresh fails.
+        self._loop = Periodic(self.refresh, refresh_s, "expert registry refresh", log, wait_first=True)
+        self.start, self.stop = self._loop.start, self._loop.stop
 
     def snapshot(self) -> dict[str, ExpertSpec]:
         return self._experts
@@ -63,18 +65,3 @@ class ExpertRegistry:
         self._experts = {k: v for k, v in self._experts.items() if k != name}
         return found
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_s)
-            try:
-                await self.refresh()
-            except Exception as exc:  # noqa: BLE001 - keep serving on the last snapshot
-                log.warning("expert registry refresh failed: %s", exc)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)

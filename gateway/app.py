@@ -12,15 +12,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 
-from experts.backends.openai_http import OpenAIHTTPBackend, Timeouts
+from experts.backends.openai_http import OpenAIHTTPBackend, RetryPolicy, Timeouts
 from experts.dispatcher import Dispatcher
 from experts.registry import ExpertRegistry
 from experts.spec import ExpertSpec
 from gateway.admin_keys import key_routes
 from gateway.auth import ClientAccess, check_admin
+from gateway.degraded import DegradableStore, resilient, store_status
+from gateway.drain import Drain, DrainMiddleware
 from gateway.embedding import QueryEmbedder
 from gateway.errors import GatewayError, error_response, install_error_handlers
+from gateway.failover import build_failover
 from gateway.limits import install_limit_handler
 from gateway.logs import RequestLog, current
 from gateway.metrics import Metrics
@@ -78,6 +82,7 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     if task in done:
         return task.result()
     task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # it may have failed as the client left
     raise ClientGone
 
 
@@ -115,7 +120,7 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
         e = settings.embedding
         embedder = Embedder(e.model, device=e.device, truncate=e.truncate)
     metrics = Metrics()
-    store = make_store(settings.store_url)
+    store = resilient(make_store(settings.store_url), settings.store_retry_s, lambda down: metrics.store_degraded.set(int(down)))
     registry = ExpertRegistry(store, settings.registry_refresh_s)
     query_embedder = (
         QueryEmbedder(embedder, settings.embedding.cache_size, settings.embedding.batch_window_ms / 1000, settings.embedding.max_batch)
@@ -123,10 +128,19 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
         else None
     )
     t = settings.timeouts
-    dispatcher = Dispatcher(OpenAIHTTPBackend(Timeouts(t.connect, t.read, t.write, t.pool)))
+    r = settings.retries
+    dispatcher = Dispatcher(OpenAIHTTPBackend(Timeouts(t.connect, t.read, t.write, t.pool), retry=RetryPolicy(r.attempts, r.backoff_s, r.max_backoff_s),
+                                              on_retry=lambda name: metrics.retries.labels(name).inc()))
+    failover = build_failover(settings, store, registry, metrics)
     ledger = UsageLedger(store, settings.rate_limit_window_s)
     access = ClientAccess(store, settings.api_keys, settings.rate_limit_window_s, metrics)
-    gateway = Gateway(routers, settings.default_router, registry, query_embedder, dispatcher, metrics, settings.grouping, ledger=ledger)
+    gateway = Gateway(routers, settings.default_router, registry, query_embedder, dispatcher, metrics, settings.grouping,
+                      ledger=ledger, failover=failover)
+    drain = Drain(settings.shutdown.drain_timeout_s)
+
+    async def declare_config_experts(target: Any) -> None:  # also when Redis returns, maybe empty
+        for spec in settings.experts:
+            await target.put_expert(spec.name, spec.model_dump_json())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # noqa: ANN202
@@ -136,8 +150,13 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
             await registry.refresh()
         except StoreError as exc:
             raise RuntimeError(f"cannot reach the store: {exc}") from None
+        if isinstance(store, DegradableStore):
+            store.on_recover = declare_config_experts
         registry.start()
+        failover.start()
+        drain.install()
         yield
+        await failover.stop()
         await registry.stop()
         await dispatcher.aclose()
         await store.close()
@@ -147,6 +166,11 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     install_error_handlers(app)
     install_limit_handler(app)
 
+    @app.exception_handler(ClientDisconnect)
+    async def _client_left(_: Request, __: ClientDisconnect) -> Response:
+        return Response(status_code=499)  # the client left while sending its body: no one to answer
+
+    app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestLog, access=settings.logging.access, prompts=settings.logging.prompts)  # outermost
     app.include_router(key_routes(store, ledger, settings.admin_key))
@@ -164,7 +188,10 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
             except ClientGone:
                 return Response(status_code=499)
             return JSONResponse(data, headers=plan.headers())
-        held = await unless_disconnected(request, gateway.open_stream(req, plan))
+        try:
+            held = await unless_disconnected(request, gateway.open_stream(req, plan))
+        except ClientGone:
+            return Response(status_code=499)
         return StreamingResponse(
             gateway.relay(req, plan, held),
             media_type="text/event-stream",
@@ -220,16 +247,20 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
         return {"deleted": name}
 
     @app.get("/health/live")
-    async def live() -> dict[str, str]:
-        return {"status": "ok"}
+    async def live() -> JSONResponse:
+        return JSONResponse({"status": "shutting_down" if drain.draining else "ok"}, status_code=503 if drain.draining else 200)
 
     @app.get("/health/ready")
     async def ready() -> JSONResponse:
-        store_ok = await store.ping()
+        # Degraded (Redis down, serving on local state) is still ready: taking every replica out
+        # of the load balancer because Redis died would turn a partial outage into a full one.
+        store_state = await store_status(store)
         experts = len(registry.snapshot())
-        ok = store_ok and experts > 0
-        body = {"status": "ready" if ok else "not_ready", "store": {"kind": store.kind, "ok": store_ok}, "experts": experts,
-                "routers": sorted(routers)}
+        ok = (store_state["ok"] or store_state["degraded"]) and experts > 0 and not drain.draining
+        status = "shutting_down" if drain.draining else "not_ready" if not ok else "degraded" if store_state["degraded"] else "ready"
+        body = {"status": status, "store": store_state, "experts": experts, "routers": sorted(routers)}
+        if failover.health is not None:
+            body["unhealthy_experts"] = failover.health.unhealthy()
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics")

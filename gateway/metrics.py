@@ -67,6 +67,26 @@ class Metrics:
         self.auth_failures = Counter(
             "switchyard_auth_failures_total", "Client requests refused for a missing, unknown or revoked key.", registry=self.registry
         )
+        # Resilience (gateway/failover.py, experts/breaker.py, experts/health.py, gateway/degraded.py).
+        self.retries = Counter(
+            "switchyard_upstream_retries_total", "Retries of an expert before its first byte.", ["expert"], registry=self.registry
+        )
+        self.fallbacks = Counter(
+            "switchyard_fallbacks_total", "Times a request moved past an expert to the next in the ranking, by the expert and why.",
+            ["expert", "reason"], registry=self.registry,
+        )
+        self.breaker_state = Gauge(
+            "switchyard_breaker_state", "Circuit breaker per expert: 0 closed, 1 half-open, 2 open.", ["expert"], registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.expert_healthy = Gauge(
+            "switchyard_expert_healthy", "1 when the expert's last health probes passed, 0 when it is out of routing.", ["expert"],
+            registry=self.registry, multiprocess_mode="livemin",
+        )
+        self.store_degraded = Gauge(
+            "switchyard_store_degraded", "1 while the shared store is unreachable and the gateway serves on local state.",
+            registry=self.registry, multiprocess_mode="livemax",
+        )
 
     def render(self) -> bytes:
         if multiprocess_dir():

@@ -22,6 +22,7 @@ from experts.spec import ExpertSpec
 from gateway.batching import PerRequest, RouteBatcher
 from gateway.embedding import QueryEmbedder
 from gateway.errors import GatewayError
+from gateway.failover import Failover
 from gateway.fanout import Aggregation, FanOut, FanOutStream, choose_aggregation
 from gateway.metrics import Metrics, QueueMetrics
 from gateway.onboarding import Onboarder, price
@@ -48,6 +49,9 @@ class RoutePlan:
     predicted: dict[str, dict[str, float]] = field(default_factory=dict)
     route_ms: float = 0.0
     aggregation: Aggregation | None = None  # k > 1: how the experts' answers combine
+    fallbacks: list[ExpertSpec] = field(default_factory=list)  # the rest of the ranking, best first
+    failed: list[dict[str, Any]] = field(default_factory=list)  # experts passed over (gateway/failover.py)
+    answered: ExpertSpec | None = None
 
     def metadata(self, cost_usd: float | None = None) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -61,12 +65,15 @@ class RoutePlan:
             meta["aggregate"] = self.aggregation.describe()
         if cost_usd is not None:
             meta["cost_usd"] = cost_usd
+        if self.failed:
+            meta["fallback"] = {"failed": self.failed, "answered_by": self.answered.name if self.answered else None}
         if replayed := [e.name for e in self.experts if e.backend == "replay"]:
             meta["replay"] = replayed  # answers are recorded ones, not live generations
         return meta
 
     def headers(self) -> dict[str, str]:
-        return {"x-switchyard-router": self.router or "none", "x-switchyard-expert": ",".join(e.name for e in self.experts)}
+        answering = [self.answered] if self.answered else self.experts
+        return {"x-switchyard-router": self.router or "none", "x-switchyard-expert": ",".join(e.name for e in answering)}
 
 
 def _parse_model(model: str) -> tuple[str, float | None]:
@@ -120,7 +127,9 @@ class Gateway:
         metrics: Metrics,
         grouping: GroupingConfig | None = None,
         ledger: UsageLedger | None = None,
+        failover: Failover | None = None,
     ) -> None:
+        self.failover = failover or Failover(metrics)
         self.routers = routers
         self.onboarder = Onboarder(embedder.embedder.encode) if embedder is not None else None
         self.default_router = default_router
@@ -188,7 +197,7 @@ class Gateway:
     async def _route(self, loaded: LoadedRouter, req: ChatCompletionRequest, opts: RoutingOptions, weight: float | None) -> RoutePlan:
         started = time.perf_counter()
         w = loaded.config.cost_weight if weight is None else weight
-        candidates = await self._candidates(loaded, opts)
+        candidates = self.failover.routable(await self._candidates(loaded, opts))
         assert self.estimator is not None  # routers configured => embedder built
         query = req.query_text()
         est = await self.estimator.estimate(loaded.config.name, loaded.router, query)
@@ -208,7 +217,8 @@ class Gateway:
         aggregation = choose_aggregation(loaded.config, loaded.router, opts, chosen, self.registry.snapshot()) if len(chosen) > 1 else None
         elapsed = time.perf_counter() - started
         self.metrics.route_seconds.labels(loaded.config.name).observe(elapsed)
-        return RoutePlan(loaded.config.name, w, chosen, predicted, elapsed * 1000, aggregation)
+        return RoutePlan(loaded.config.name, w, chosen, predicted, elapsed * 1000, aggregation,
+                         fallbacks=[candidates[i] for i in decision.ranking[len(decision.chosen):]])
 
     # -- carrying out ---------------------------------------------------------------------
 
@@ -224,23 +234,29 @@ class Gateway:
     async def _booked(self, plan: RoutePlan, expert: ExpertSpec, usage: dict[str, Any]) -> tuple[dict[str, Any], float]:
         return usage, await self._account(plan, expert, usage)
 
-    def _failed(self, expert: ExpertSpec, exc: UpstreamError) -> None:
-        self.metrics.upstream_errors.labels(expert.name, exc.code).inc()
+    async def _failed(self, expert: ExpertSpec, exc: UpstreamError) -> None:
+        """A failed upstream call: counted; the expert's own fault also goes to its breaker."""
+        if exc.expert_fault:
+            await self.failover.failed(expert, exc)
+        else:
+            self.metrics.upstream_errors.labels(expert.name, exc.code).inc()
 
-    async def _counted(self, expert: ExpertSpec, plan: RoutePlan, work: Awaitable[T]) -> T:
-        """Await one upstream call to `expert`, counted: requests, time to answer, failures."""
+    async def _counted(self, expert: ExpertSpec, plan: RoutePlan, work: Awaitable[T], *, record_failure: bool = True) -> T:
+        """Await one upstream call to `expert`, counted: requests, time to answer, failures
+        (`record_failure=False` where the failover books them itself)."""
         self.metrics.expert_requests.labels(expert.name, plan.router or "none").inc()
         started = time.perf_counter()
         try:
             result = await work
         except UpstreamError as exc:
-            self._failed(expert, exc)
+            if record_failure:
+                await self._failed(expert, exc)
             raise
         self.metrics.upstream_seconds.labels(expert.name).observe(time.perf_counter() - started)
         return result
 
     async def call(self, expert: ExpertSpec, body: dict[str, Any], plan: RoutePlan) -> dict[str, Any]:
-        """One counted call to one expert (k = 1, and each call of a fan-out)."""
+        """One counted call to one expert (each call of a fan-out)."""
         return await self._counted(expert, plan, self.dispatcher.complete(expert, body))
 
     async def open_call(self, expert: ExpertSpec, body: dict[str, Any], plan: RoutePlan) -> HeldStream:
@@ -250,24 +266,31 @@ class Gateway:
     async def complete(self, req: ChatCompletionRequest, plan: RoutePlan) -> dict[str, Any]:
         if plan.aggregation is not None:
             return await self.fanout.complete(req, plan)
-        expert = plan.experts[0]
-        data = await self.call(expert, req.upstream_body(), plan)
+        body = req.upstream_body()
+        # k = 1: the chosen expert, then down the router's ranking (gateway/failover.py)
+        expert, data = await self.failover.run(
+            plan, lambda e: self._counted(e, plan, self.dispatcher.complete(e, body), record_failure=False)
+        )
         data["model"] = expert.name
         data["routing"] = plan.metadata(await self._account(plan, expert, data.get("usage")))
         return data
 
     async def open_stream(self, req: ChatCompletionRequest, plan: RoutePlan) -> HeldStream | FanOutStream:
-        """Open the upstream stream; failures raised here still become plain HTTP errors."""
+        """Open the upstream stream; failures raised here still become plain HTTP errors (or a fallback)."""
         if plan.aggregation is not None:
             return await self.fanout.open_stream(req, plan)
-        return await self.open_call(plan.experts[0], req.upstream_body(), plan)
+        body = req.upstream_body()
+        _, held = await self.failover.run(
+            plan, lambda e: self._counted(e, plan, self.dispatcher.open_stream(e, body), record_failure=False)
+        )
+        return held
 
     def relay(self, req: ChatCompletionRequest, plan: RoutePlan, held: HeldStream | FanOutStream) -> AsyncIterator[bytes]:
         """SSE out (gateway/streaming.py): chunks renamed to the expert, routing on the first
         chunk, the cost on the usage chunk; an error event if the expert fails mid-stream."""
         if isinstance(held, FanOutStream):
             return self.fanout.relay(req, plan, held)
-        expert = plan.experts[0]
+        expert = plan.answered or plan.experts[0]
         return relay_events(
             held.events(), model=expert.name, want_usage=bool(req.stream_options and req.stream_options.include_usage),
             routing=plan.metadata, account=lambda usage: self._booked(plan, expert, usage),

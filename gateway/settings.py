@@ -71,6 +71,50 @@ class LogConfig(BaseModel):
     format: Literal["json", "text"] = "json"
     access: bool = Field(default=True, description="one log line per request (id, key, router, expert, tokens, cost)")
     prompts: bool = Field(default=False, description="put the routed query text in that line (off: prompts never reach the logs)")
+class RetryConfig(BaseModel):
+    """Retries of one expert before its first byte (connect errors, 502/503), never after."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(default=3, ge=1, le=10, description="tries per expert, the first included")
+    backoff_s: float = Field(default=0.05, ge=0, description="first wait; doubles each retry, with full jitter")
+    max_backoff_s: float = Field(default=1.0, ge=0)
+
+
+class FallbackConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    max_experts: int = Field(default=3, ge=1, description="experts tried per request, the chosen one included")
+
+
+class BreakerConfig(BaseModel):
+    """Per expert: `failures` in a row open it for `cooldown_s`; then one probe request decides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    failures: int = Field(default=5, ge=1)
+    cooldown_s: float = Field(default=10.0, gt=0)
+    refresh_s: float = Field(default=0.5, gt=0, description="how often a replica re-reads the shared state")
+
+
+class HealthConfig(BaseModel):
+    """Background probes of each expert server's GET /health (vLLM's); 404/405 count as healthy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    interval_s: float = Field(default=5.0, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0)
+    unhealthy_after: int = Field(default=2, ge=1, description="failed probes in a row that take an expert out")
+    healthy_after: int = Field(default=1, ge=1, description="passed probes in a row that put it back")
+
+
+class ShutdownConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    drain_timeout_s: float = Field(default=30.0, ge=0, description="after SIGTERM, how long in-flight requests may finish")
 
 
 class Settings(BaseSettings):
@@ -89,6 +133,12 @@ class Settings(BaseSettings):
     registry_refresh_s: float = Field(default=1.0, gt=0)
     rate_limit_window_s: float = Field(default=60.0, gt=0, description="the window keys' rpm/tpm count over (60: per minute)")
     logging: LogConfig = LogConfig()
+    retries: RetryConfig = RetryConfig()
+    fallback: FallbackConfig = FallbackConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    health: HealthConfig = HealthConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
+    store_retry_s: float = Field(default=1.0, gt=0, description="while Redis is down, how often to try it again")
 
     @classmethod
     def settings_customise_sources(

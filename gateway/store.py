@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway import redis_scripts
+from gateway.breaker_store import MemoryBreakerMixin, RedisBreakerMixin
 from gateway.keys import KeyRecord
 from gateway.limits import Admission, UsageEntry, WindowState, admit_local, bucket_of
 
@@ -76,7 +77,7 @@ class Store(ABC):
         return None
 
 
-class MemoryStore(Store):
+class MemoryStore(MemoryBreakerMixin, Store):
     kind = "memory"
 
     def __init__(self) -> None:
@@ -139,13 +140,16 @@ class MemoryStore(Store):
         return {kind: {name: dict(row) for name, row in rows.items()} for kind, rows in self._usage.items()}
 
 
-class RedisStore(Store):
+class RedisStore(RedisBreakerMixin, Store):
     kind = "redis"
 
-    def __init__(self, url: str, socket_timeout: float = 0.5) -> None:
+    def __init__(self, url: str, socket_timeout: float = 0.5, max_connections: int = 1024) -> None:
         self.url = url
+        # redis-py's pool holds 100 connections by default and fails the 101st concurrent call;
+        # hundreds of in-flight requests (breaker records) need more.
         self._redis = aioredis.from_url(
-            url, decode_responses=True, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            url, decode_responses=True, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+            max_connections=max_connections,
         )
         self._admit = self._redis.register_script(redis_scripts.ADMIT)  # EVALSHA, reloaded if Redis restarts
         self._record = self._redis.register_script(redis_scripts.RECORD)

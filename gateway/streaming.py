@@ -27,7 +27,7 @@ async def relay_events(
     want_usage: bool,
     routing: Callable[[float | None], dict[str, Any]],
     account: Callable[[dict[str, Any]], Awaitable[tuple[dict[str, Any], float]]],
-    on_upstream_error: Callable[[UpstreamError], None],
+    on_upstream_error: Callable[[UpstreamError], Awaitable[None]],
     close: Callable[[], Awaitable[None]],
 ) -> AsyncIterator[bytes]:
     """`routing(cost)` gives the metadata (cost None before it is known); `account(usage)`
@@ -54,7 +54,7 @@ async def relay_events(
             yield sse(chunk)
         yield DONE
     except UpstreamError as exc:
-        on_upstream_error(exc)
+        await on_upstream_error(exc)
         yield sse_error(exc)
     except asyncio.CancelledError:
         raise

@@ -64,7 +64,7 @@ def test_expert_registered_on_one_replica_is_seen_by_another_and_survives_restar
     # ... and routes to it: it stands for a model the router knows.
     d = httpx.post(f"{two.url}/v1/route", json={"prompt": "hello", "routing": {"experts": ["fresh-mixtral", "gpt-4-1106-preview"]}}).json()
     assert "fresh-mixtral" in d["predicted"]
-    assert httpx.get(f"{two.url}/health/ready").json()["store"] == {"kind": "redis", "ok": True}
+    assert httpx.get(f"{two.url}/health/ready").json()["store"] == {"kind": "redis", "ok": True, "degraded": False}
     one.stop()
     two.stop()
     three = serve_gateway(url, store_url=clean_redis)  # a restart: config experts plus the registered one

@@ -7,8 +7,10 @@ generation that keeps streaming is never cut).
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,18 @@ class Timeouts:
     read: float = 120.0
     write: float = 30.0
     pool: float = 10.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Tries per expert before its first byte; waits are full-jitter exponential backoff."""
+
+    attempts: int = 3
+    backoff_s: float = 0.05
+    max_backoff_s: float = 1.0
+
+    def wait(self, retry: int) -> float:
+        return random.uniform(0.0, min(self.max_backoff_s, self.backoff_s * 2**retry))
 
 
 def _error_message(resp: httpx.Response) -> str:
@@ -43,8 +57,8 @@ def _status_error(expert: ExpertSpec, resp: httpx.Response) -> UpstreamError:
         # The expert rejected this request as such: the client should see the same status.
         return UpstreamError(expert.name, msg, status=400 if resp.status_code == 422 else resp.status_code)
     if resp.status_code == 503:
-        return UpstreamUnavailable(expert.name, msg)
-    return UpstreamError(expert.name, f"{msg} (HTTP {resp.status_code})")
+        return UpstreamUnavailable(expert.name, msg, retryable=True)
+    return UpstreamError(expert.name, f"{msg} (HTTP {resp.status_code})", retryable=resp.status_code == 502)
 
 
 class UpstreamStream:
@@ -76,7 +90,14 @@ class UpstreamStream:
 
 
 class OpenAIHTTPBackend:
-    def __init__(self, timeouts: Timeouts = Timeouts(), max_connections: int = 1024) -> None:
+    def __init__(
+        self,
+        timeouts: Timeouts = Timeouts(),
+        max_connections: int = 1024,
+        retry: RetryPolicy = RetryPolicy(),
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
+        self.retry, self.on_retry = retry, on_retry
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -93,10 +114,23 @@ class OpenAIHTTPBackend:
         )
 
     async def _send(self, expert: ExpertSpec, body: dict[str, Any], stream: bool) -> httpx.Response:
+        """Send, retrying what failed before the first byte; a stream, once open, is never retried."""
+        for retry in range(self.retry.attempts):
+            try:
+                return await self._send_once(expert, body, stream)
+            except UpstreamError as exc:
+                if not exc.retryable or retry + 1 >= self.retry.attempts:
+                    raise
+            if self.on_retry is not None:
+                self.on_retry(expert.name)
+            await asyncio.sleep(self.retry.wait(retry))
+        raise AssertionError("unreachable")  # attempts >= 1
+
+    async def _send_once(self, expert: ExpertSpec, body: dict[str, Any], stream: bool) -> httpx.Response:
         try:
             resp = await self.client.send(self._request(expert, body), stream=stream)
         except httpx.ConnectError as exc:
-            raise UpstreamUnavailable(expert.name, f"cannot connect ({exc})") from None
+            raise UpstreamUnavailable(expert.name, f"cannot connect ({exc})", retryable=True) from None
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout(expert.name, f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
