@@ -27,6 +27,7 @@ from gateway.schemas import ChatCompletionRequest, RouteRequest, parse_body
 from gateway.settings import Settings
 from gateway.store import StoreError, make_store
 from routers.artifacts import load_router
+from routers.defence import PrefixDefence
 from routers.embedder import Embedder
 
 log = logging.getLogger("switchyard.gateway")
@@ -123,7 +124,8 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     )
     t = settings.timeouts
     dispatcher = Dispatcher(OpenAIHTTPBackend(Timeouts(t.connect, t.read, t.write, t.pool)))
-    gateway = Gateway(routers, settings.default_router, registry, query_embedder, dispatcher, metrics)
+    defence = PrefixDefence.for_embedder(embedder, **settings.defence.params) if settings.defence.enabled and embedder else None
+    gateway = Gateway(routers, settings.default_router, registry, query_embedder, dispatcher, metrics, defence)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # noqa: ANN202

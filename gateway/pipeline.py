@@ -26,6 +26,7 @@ from gateway.onboarding import Onboarder, price
 from gateway.schemas import ChatCompletionRequest, RoutingOptions
 from gateway.settings import RouterConfig
 from routers.base import Router, decide
+from routers.defence import PrefixDefence
 
 
 @dataclass
@@ -41,6 +42,7 @@ class RoutePlan:
     experts: list[ExpertSpec]  # chosen, best first
     predicted: dict[str, dict[str, float]] = field(default_factory=dict)
     route_ms: float = 0.0
+    defence: dict[str, Any] | None = None  # the prefix defence's verdict, when it is on
 
     def metadata(self, cost_usd: float | None = None) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -52,6 +54,8 @@ class RoutePlan:
         }
         if cost_usd is not None:
             meta["cost_usd"] = cost_usd
+        if self.defence is not None:
+            meta["defence"] = self.defence
         if replayed := [e.name for e in self.experts if e.backend == "replay"]:
             meta["replay"] = replayed  # answers are recorded ones, not live generations
         return meta
@@ -92,7 +96,9 @@ class Gateway:
         embedder: QueryEmbedder | None,
         dispatcher: Dispatcher,
         metrics: Metrics,
+        defence: PrefixDefence | None = None,
     ) -> None:
+        self.defence = defence  # settings.defence: screens router requests for prefix gadgets
         self.routers = routers
         self.onboarder = Onboarder(embedder.embedder.encode) if embedder is not None else None
         self.default_router = default_router
@@ -152,6 +158,11 @@ class Gateway:
         assert self.embedder is not None  # routers configured => embedder built
         query = req.query_text()
         vec = await self.embedder.embed(query)
+        verdict = None
+        if self.defence is not None:  # a flagged query is routed on its core (routers/defence.py PrefixDefence.screen)
+            core = self.defence.core(query)
+            core_vec = None if core is None else await self.embedder.embed(core)
+            vec, verdict = self.defence.screen(loaded.router, query, vec, core_vec, w)
         est = loaded.router.predict(vec[None, :])
         models = loaded.router.all_models
         cols = [models.index(e.profile) for e in candidates]
@@ -171,7 +182,7 @@ class Gateway:
         }
         elapsed = time.perf_counter() - started
         self.metrics.route_seconds.labels(loaded.config.name).observe(elapsed)
-        return RoutePlan(loaded.config.name, w, [candidates[i] for i in decision.chosen], predicted, elapsed * 1000)
+        return RoutePlan(loaded.config.name, w, [candidates[i] for i in decision.chosen], predicted, elapsed * 1000, verdict)
 
     # -- carrying out ---------------------------------------------------------------------
 

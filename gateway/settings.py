@@ -50,6 +50,29 @@ class TimeoutConfig(BaseModel):
     pool: float = Field(default=10.0, gt=0)
 
 
+class DefenceConfig(BaseModel):
+    """The prefix-gadget defence (routers/defence.py PrefixDefence): off unless `enabled`.
+
+    On, a request of at least `min_words` words costs one more embedding (its core: the text
+    without its opening); one whose opening alone buys a more expensive expert is routed on the
+    core and says so in `routing.defence`. The expert still receives the request unchanged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    params: dict[str, float] = Field(default_factory=dict, description="PrefixDefence thresholds, e.g. max_similarity")
+
+    @model_validator(mode="after")
+    def _check(self) -> DefenceConfig:
+        from routers.defence import PrefixDefence  # noqa: PLC0415
+
+        try:
+            PrefixDefence(**self.params)
+        except TypeError as exc:
+            raise ValueError(f"unknown PrefixDefence parameter: {exc}") from None
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHYARD_", env_nested_delimiter="__", extra="forbid")
 
@@ -63,6 +86,7 @@ class Settings(BaseSettings):
     timeouts: TimeoutConfig = TimeoutConfig()
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     registry_refresh_s: float = Field(default=1.0, gt=0)
+    defence: DefenceConfig = DefenceConfig()
 
     @classmethod
     def settings_customise_sources(

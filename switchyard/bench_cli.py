@@ -44,6 +44,36 @@ def router_kinds(routers: str | None, default: list[str]) -> list[str]:
     return kinds
 
 
+@app.command()
+def quality(
+    data: Annotated[Path, typer.Option(help="routing data (any supported format) with costs")],
+    routers: Annotated[Optional[str], typer.Option(help="comma-separated router kinds")] = None,
+    out: Annotated[Path, typer.Option()] = Path("out/quality"),
+    weak: Annotated[Optional[str], typer.Option(help="RouteLLM's weak model (default: see report)")] = None,
+    strong: Annotated[Optional[str], typer.Option(help="RouteLLM's strong model (default: the best on train)")] = None,
+    folds: Annotated[int, typer.Option(min=2, max=50, help="k for k-fold when the data has no splits")] = 5,
+    prices: Annotated[Optional[Path], typer.Option(help="prices JSON for formats without per-response costs")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Cost/quality sweep per router: AIQ, APGR, CPT(50%), CPT(80%), best quality, the cost of
+    matching the best single model; single models and the oracle as references."""
+    from evaluation.loaders import load_dataset  # noqa: PLC0415
+    from evaluation.quality import print_table, run_quality  # noqa: PLC0415
+
+    kinds = router_kinds(routers, QUALITY_ROUTERS)
+    try:
+        dataset = load_dataset(data, prices=prices)
+        results = run_quality(dataset, kinds, out, weak=weak, strong=strong, folds=folds, seed=seed,
+                              log=lambda m: typer.echo(m, err=True))
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    print_table(results)
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}, {out / 'curves.png'}, {out / 'pgr.png'}")
+
+
+QUALITY_ROUTERS = ["carrot", "carrot-linear", "knn", "mlp", "mf", "skills", "glider", "random"]
+
+
 def _description(data: Path, model: str | None) -> str:
     """LLMRouter's default_llm.json describes each model (`feature`): use it when it is there."""
     meta = (data if data.is_dir() else data.parent) / "default_llm.json"
