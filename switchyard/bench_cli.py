@@ -32,7 +32,10 @@ def replay(
         result = run_replay(data, artifact, out, cost_weight=cost_weight, concurrency=concurrency, split=split, limit=limit)
     except (ValueError, OSError, RuntimeError) as exc:
         fail(str(exc))
-    typer.echo(json.dumps(result, indent=2))
+    typer.echo((out / "report.md").read_text())
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}, {out / 'latency.png'}")
+    if result["decisions_equal_offline"] != result["requests"] or result["max_abs_cost_diff_usd"] > 1e-9:
+        fail("the gateway's routing or accounting differs from the dataset's (see report.md)")
 
 
 def router_kinds(routers: str | None, default: list[str]) -> list[str]:
@@ -110,7 +113,7 @@ def generalization(
     except (ValueError, OSError) as exc:
         fail(str(exc))
     typer.echo((out / "report.md").read_text())
-    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}" + (", unseen_tasks.png" if result["unseen_tasks"] else ""))
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}" + (", unseen_tasks.png" if result["unseen_tasks"] else "") + (", new_expert.png" if result["new_expert"]["rows"] else ""))
 
 
 @app.command()
@@ -150,10 +153,11 @@ def vote(
     artifact: Annotated[Path, typer.Option(help="router artifact trained on the data's train split")],
     ks: Annotated[str, typer.Option(help="comma-separated numbers of experts")] = "1,3,5",
     cost_weight: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.0,
+    out: Annotated[Path, typer.Option()] = Path("out/vote"),
 ) -> None:
     """Majority vote over k recruited experts' recorded answers (multiple-choice test rows) vs k = 1."""
     from evaluation.loaders import load_dataset  # noqa: PLC0415
-    from evaluation.vote import vote_eval  # noqa: PLC0415
+    from evaluation.vote import vote_eval, write_vote_report  # noqa: PLC0415
     from routers.artifacts import load_router  # noqa: PLC0415
     from routers.embedder import Embedder, embed_cached  # noqa: PLC0415
 
@@ -162,7 +166,8 @@ def vote(
         test = load_dataset(data).split("test")
         x = embed_cached(Embedder.from_cache_id(getattr(router, "header", {}).get("embedding_model")), test.prompts)
         rows = vote_eval(router, x, test, ks=tuple(int(k) for k in ks.split(",")), cost_weight=cost_weight)
+        write_vote_report(rows, out, {"data": str(data), "artifact": str(artifact), "router": router.kind, "cost_weight": cost_weight})
     except (ValueError, OSError) as exc:
         fail(str(exc))
-    for r in rows:
-        typer.echo(f"k={r['k']}: accuracy {r['accuracy']:.3f} on {r['prompts']} prompts, mean cost ${r['mean_cost_usd']:.6f}")
+    typer.echo((out / "report.md").read_text())
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}, {out / 'vote.png'}")
