@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from evaluation.embed import embed_by_split
 from evaluation.metrics import choose_from, outcome
 from routers.artifacts import build_router
 from routers.base import Estimates, ExpertCard, OnboardingError, Router
 from routers.dataset import RoutingDataset
-from routers.embedder import Embedder, embed_cached
+from routers.embedder import Embedder
 
 Log = Callable[[str], None]
 
@@ -184,7 +185,7 @@ def run_generalization(data: RoutingDataset, kinds: list[str], out: Path, model:
                        embedder: Embedder | None = None, log: Log = print) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     embedder = embedder or Embedder()
-    x = embed_cached(embedder, data.prompts)
+    x = embed_by_split(embedder, data)
     unseen = unseen_tasks(data, x, kinds, log)
     model = model or data.models[int(np.nanargmax(np.nanmean(data.scores, axis=0)))]
     joined = new_expert(data, x, kinds, model, embedder.encode, description, skills, calibration, cost_weight, log)

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from evaluation.embed import embed_by_split
 from evaluation.metrics import (
     DEFAULT_WEIGHTS,
     Point,
@@ -171,7 +172,7 @@ def run_quality(data: RoutingDataset, kinds: Sequence[str], out: Path, embedder:
                 strong: str | None = None, folds: int = 5, seed: int = 0, weights: Sequence[float] = DEFAULT_WEIGHTS,
                 log: Log = print) -> dict[str, Any]:
     """Fit, sweep and score every kind in `kinds` on `data`; write the report files to `out`."""
-    from routers.embedder import Embedder, embed_cached  # noqa: PLC0415 - heavy import
+    from routers.embedder import Embedder  # noqa: PLC0415 - heavy import
 
     if data.costs is None:
         raise ValueError(f"{data.source}: the quality suite needs per-prompt costs (give the loader a prices file)")
@@ -179,10 +180,7 @@ def run_quality(data: RoutingDataset, kinds: Sequence[str], out: Path, embedder:
     plan = evaluation_plan(data, folds, seed)
     w_col, s_col, pair_how = choose_pair(data, plan.train_rows, weak, strong)
     embedder = embedder or Embedder()
-    x = np.zeros((len(data), embedder.dim), np.float32)
-    for rows in {id(r): r for r in (plan.train_rows, plan.eval_rows)}.values():
-        # one cached file per split, the same keys as `switchyard targets` and training use
-        x[rows] = embed_cached(embedder, [data.prompts[i] for i in rows])
+    x = embed_by_split(embedder, data)
     scores, costs = data.scores[plan.eval_rows], data.costs[plan.eval_rows]
     sc = Scorer(scores, costs, w_col, s_col, weights)
     models = data.models
@@ -271,7 +269,7 @@ def plot_pgr(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    ax.plot([0, 1], [0, 1], ":", color="0.5", label="random (APGR 0.5)")
+    ax.plot([0, 1], [0, 1], ":", color="0.5", label="random split of calls (APGR 0.5)")
     for name, r in results["rows"].items():
         if "pgr_curve" not in r:
             continue
