@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from evaluation.embed import embed_by_split
 from evaluation.metrics import choose_from, outcome
 from routers.artifacts import build_router
 from routers.base import Estimates, ExpertCard, OnboardingError, Router
 from routers.dataset import RoutingDataset
-from routers.embedder import Embedder, embed_cached
+from routers.embedder import Embedder
 
 Log = Callable[[str], None]
 
@@ -184,7 +185,7 @@ def run_generalization(data: RoutingDataset, kinds: list[str], out: Path, model:
                        embedder: Embedder | None = None, log: Log = print) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     embedder = embedder or Embedder()
-    x = embed_cached(embedder, data.prompts)
+    x = embed_by_split(embedder, data)
     unseen = unseen_tasks(data, x, kinds, log)
     model = model or data.models[int(np.nanargmax(np.nanmean(data.scores, axis=0)))]
     joined = new_expert(data, x, kinds, model, embedder.encode, description, skills, calibration, cost_weight, log)
@@ -194,8 +195,37 @@ def run_generalization(data: RoutingDataset, kinds: list[str], out: Path, model:
     report = ["# Generalization", "", f"Data: `{data.source}`", "", "## Unseen tasks (mean true score at w = 0)", "",
               _table(unseen, ["task", "router", "test_prompts", "held_in", "held_out", "best_single", "oracle"]), "",
               f"## A new expert: `{model}` held out of training, then added (w = {cost_weight})", "",
-              _table(joined, ["router", "how", "quality", "cost_usd", "share_to_new"]), "", "![unseen](unseen_tasks.png)", ""]
+              _table(joined, ["router", "how", "quality", "cost_usd", "share_to_new"]), "", "![unseen](unseen_tasks.png)", "",
+              "![new expert](new_expert.png)", ""]
     (out / "report.md").write_text("\n".join(report))
     if unseen:
         plot(unseen, out / "unseen_tasks.png")
+    if joined:
+        plot_new_expert(joined, model, out / "new_expert.png")
     return results
+
+
+def plot_new_expert(rows: list[dict[str, Any]], model: str, path: Path) -> None:
+    """Quality per router: without the new expert, added by description, calibrated, trained with it."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    kinds = list(dict.fromkeys(r["router"] for r in rows))
+    hows = list(dict.fromkeys(r["how"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(6, len(kinds) * 1.2), 4))
+    width = 0.8 / len(hows)
+    for j, how in enumerate(hows):
+        vals = [next((r["quality"] for r in rows if r["router"] == k and r["how"] == how), None) for k in kinds]
+        ax.bar(np.arange(len(kinds)) + (j - (len(hows) - 1) / 2) * width, [np.nan if v is None else v for v in vals], width,
+               label=how)
+    ax.set_xticks(np.arange(len(kinds)), kinds, rotation=30, ha="right")
+    finite = [r["quality"] for r in rows if r["quality"] is not None and np.isfinite(r["quality"])] or [0.0, 1.0]
+    ax.set_ylim(min(finite) - 0.03, max(finite) + 0.02)
+    ax.set_ylabel("mean true score (test)")
+    ax.set_title(f"New expert {model.split('/')[-1]}: held out, then added", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

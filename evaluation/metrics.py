@@ -223,16 +223,23 @@ def pair_curve(router, embeddings: np.ndarray, scores: np.ndarray, costs: np.nda
     call share = (mean cost - cost_weak) / (cost_strong - cost_weak), with the two models' mean
     true costs on this set; a point may then fall outside [0, 1].
     """
-    scores = np.asarray(scores)
     est = router.predict(np.asarray(embeddings, dtype=np.float32))
-    _check_truth(est.quality.shape[1], scores, costs)
+    return pair_curve_estimates(est.quality, est.cost, router.cost_ref, scores, costs, weak, strong, weights, mode)
+
+
+def pair_curve_estimates(quality: np.ndarray, cost: np.ndarray, cost_ref: float, scores: np.ndarray,
+                         costs: np.ndarray | None, weak: int, strong: int, weights: Sequence[float] = DEFAULT_WEIGHTS,
+                         mode: str = "pair") -> PairCurve:
+    """`pair_curve` from precomputed estimates [N, M] (one `predict` serves every curve)."""
+    scores = np.asarray(scores)
+    _check_truth(quality.shape[1], scores, costs)
     weak_q, _ = outcome(np.full(len(scores), weak), scores, costs)
     strong_q, _ = outcome(np.full(len(scores), strong), scores, costs)
     shares, qualities = [], []
     if mode == "pair":
         cols = np.array([weak, strong])
         for w in weights:
-            pick = cols[choose_from(est.quality[:, cols], est.cost[:, cols], float(w), router.cost_ref)]
+            pick = cols[choose_from(quality[:, cols], cost[:, cols], float(w), cost_ref)]
             shares.append(float(np.mean(pick == strong)) if len(pick) else float("nan"))
             qualities.append(outcome(pick, scores, costs)[0])
     elif mode == "cost":
@@ -242,7 +249,7 @@ def pair_curve(router, embeddings: np.ndarray, scores: np.ndarray, costs: np.nda
         c_strong = float(np.nanmean(costs[:, strong]))
         if not c_strong > c_weak:
             raise ValueError(f"the strong model must cost more than the weak one ({c_strong} <= {c_weak})")
-        for p in sweep_estimates(est.quality, est.cost, router.cost_ref, scores, costs, weights):
+        for p in sweep_estimates(quality, cost, cost_ref, scores, costs, weights):
             shares.append((p.cost - c_weak) / (c_strong - c_weak))
             qualities.append(p.quality)
     else:

@@ -76,7 +76,7 @@ def run_replay(data: Path, artifact: Path, out: Path, cost_weight: float = 0.1, 
     embedder = Embedder.from_cache_id(getattr(router, "header", {}).get("embedding_model"))
     offline = choose(router, embed_cached(embedder, test.prompts), cost_weight)
     config = replay_config(out, artifact, data, router.models, kind)
-    with GatewayProcess(config, out / "gateway.log") as gw:
+    with GatewayProcess(config, out / "gateway.log", ready_timeout=300) as gw:  # a loaded machine starts it slowly
         # Cold: embeddings computed on the request path; warm: the gateway's embedding cache hit.
         cold, cold_ms, cold_wall = asyncio.run(_drive(gw.url, test.prompts, kind, cost_weight, concurrency, "replay (cold)"))
         warm, warm_ms, warm_wall = asyncio.run(_drive(gw.url, test.prompts, kind, cost_weight, concurrency, "replay (warm)"))
@@ -103,4 +103,47 @@ def run_replay(data: Path, artifact: Path, out: Path, cost_weight: float = 0.1, 
         "replay_labelled": all(r["routing"].get("replay") == [r["model"]] for r in warm),
     }
     (out / "results.json").write_text(json.dumps(result, indent=2))
+    (out / "report.md").write_text(report(result))
+    plot_latency({"cold (embedding on the request path)": cold_ms, "warm (embedding cached)": warm_ms}, out / "latency.png",
+                 f"{len(test)} requests at concurrency {concurrency} through the gateway to replay experts")
     return result
+
+
+def report(r: dict[str, Any]) -> str:
+    rows = [f"| {label} | {r[k]['p50_ms']:.2f} | {r[k]['p99_ms']:.2f} | {r[k]['throughput_rps']:.1f} |"
+            for label, k in (("cold: embedding on the request path", "cold"), ("warm: embedding cached", "warm"))]
+    n = r["requests"]
+    return "\n".join([
+        "# Replay through the gateway", "",
+        f"`{r['data']}` split `{r['split']}`: {n} requests, router `{r['router']}` at cost weight {r['cost_weight']}, "
+        f"concurrency {r['concurrency']}, official openai client -> gateway (child process) -> replay experts (recorded "
+        "answers, instant: the latency is the gateway's own, HTTP both ways included).", "",
+        "| pass | p50 ms | p99 ms | requests/s |", "|---|---:|---:|---:|", *rows, "",
+        f"- decisions equal to the offline evaluation: {r['decisions_equal_offline']} / {n}",
+        f"- answers equal to the recorded ones: {r['answers_are_recorded']} / {n}; labelled replay: {r['replay_labelled']}",
+        f"- accounted cost ${r['accounted_cost_usd']:.6f} vs the dataset's ${r['dataset_cost_usd']:.6f} for the same picks "
+        f"(largest per-request difference ${r['max_abs_cost_diff_usd']:.2g})",
+        f"- mean quality of the picks (dataset): {r['mean_quality']:.4f}", "", "![latency](latency.png)", ""])
+
+
+def plot_latency(series: dict[str, list[float]], path: Path, title: str) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for label, ms in series.items():
+        xs = np.sort(np.asarray(ms))
+        line, = ax.plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=label)
+        for q in (50, 99):
+            ax.axvline(np.percentile(xs, q), color=line.get_color(), ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per request, ms (log; dotted: p50 and p99)")
+    ax.set_ylabel("share of requests")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

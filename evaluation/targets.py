@@ -235,7 +235,7 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def plot(section: dict[str, Any], path: Path) -> Path:
+def plot(section: dict[str, Any], path: Path, title: str = "RouterBench slice: cost / quality over the cost-weight sweep") -> Path:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -259,7 +259,7 @@ def plot(section: dict[str, Any], path: Path) -> Path:
     ax.set_xlim(lo / 1.3, hi * 1.9)  # room for the dearest model's label
     ax.set_xlabel("mean cost per prompt (USD, log scale)")
     ax.set_ylabel("mean quality (test)")
-    ax.set_title("RouterBench slice: cost / quality over the cost-weight sweep")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

@@ -8,6 +8,7 @@ The gold letter is not in RouterBench's files; it is the letter the recorded ans
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,3 +57,37 @@ def vote_eval(router: Router, embeddings: np.ndarray, data: RoutingDataset, ks: 
         results.append({"k": k, "prompts": len(rows), "accuracy": float(np.mean(right)) if rows else 0.0,
                         "mean_cost_usd": float(np.mean(cost)) if rows else 0.0})
     return results
+
+
+def write_vote_report(rows: list[dict[str, Any]], out: Path, context: dict[str, Any]) -> None:
+    """results.json, report.md and vote.png (accuracy and mean cost per k) into `out`."""
+    import json  # noqa: PLC0415
+
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(context | {"rows": rows}, indent=2))
+    table = ["| k | prompts | accuracy | mean $ / prompt |", "|---:|---:|---:|---:|"]
+    table += [f"| {r['k']} | {r['prompts']} | {r['accuracy']:.3f} | {r['mean_cost_usd']:.6f} |" for r in rows]
+    (out / "report.md").write_text("\n".join([
+        "# Majority vote over k recruited experts", "",
+        f"`{context['data']}` test split, multiple-choice rows with a checkable answer ({', '.join(MULTIPLE_CHOICE)}); "
+        f"router `{context['router']}` at cost weight {context['cost_weight']}; each expert's recorded answer; "
+        "ties go to the better-ranked expert.", "", *table, "", "![vote](vote.png)", ""]))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ks = [r["k"] for r in rows]
+    ax.plot(ks, [r["accuracy"] for r in rows], "o-", label="accuracy")
+    ax.set_xlabel("experts recruited (k)")
+    ax.set_ylabel("accuracy (majority vote)")
+    ax.set_xticks(ks)
+    ax2 = ax.twinx()
+    ax2.plot(ks, [r["mean_cost_usd"] for r in rows], "s--", color="tab:red", label="mean $ per prompt")
+    ax2.set_ylabel("mean $ per prompt", color="tab:red")
+    ax.set_title(f"Majority vote vs k ({rows[0]['prompts'] if rows else 0} multiple-choice prompts)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "vote.png", dpi=120)
+    plt.close(fig)

@@ -33,6 +33,7 @@ from gateway.schemas import ChatCompletionRequest, RouteRequest, parse_body
 from gateway.settings import Settings
 from gateway.store import StoreError, make_store
 from gateway.usage import UsageLedger
+from routers.defence import PrefixDefence
 from routers.embedder import Embedder
 
 log = logging.getLogger("switchyard.gateway")
@@ -134,8 +135,9 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     failover = build_failover(settings, store, registry, metrics)
     ledger = UsageLedger(store, settings.rate_limit_window_s)
     access = ClientAccess(store, settings.api_keys, settings.rate_limit_window_s, metrics)
+    defence = PrefixDefence.for_embedder(embedder, **settings.defence.params) if settings.defence.enabled and embedder else None
     gateway = Gateway(routers, settings.default_router, registry, query_embedder, dispatcher, metrics, settings.grouping,
-                      ledger=ledger, failover=failover)
+                      ledger=ledger, failover=failover, defence=defence)
     drain = Drain(settings.shutdown.drain_timeout_s)
 
     async def declare_config_experts(target: Any) -> None:  # also when Redis returns, maybe empty

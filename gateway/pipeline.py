@@ -31,6 +31,7 @@ from gateway.settings import GroupingConfig, RouterConfig
 from gateway.streaming import relay_events
 from gateway.usage import UsageLedger
 from routers.base import Estimates, Router, decide
+from routers.defence import PrefixDefence
 
 T = TypeVar("T")
 
@@ -52,6 +53,7 @@ class RoutePlan:
     fallbacks: list[ExpertSpec] = field(default_factory=list)  # the rest of the ranking, best first
     failed: list[dict[str, Any]] = field(default_factory=list)  # experts passed over (gateway/failover.py)
     answered: ExpertSpec | None = None
+    defence: dict[str, Any] | None = None  # the prefix defence's verdict, when it is on
 
     def metadata(self, cost_usd: float | None = None) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -67,6 +69,8 @@ class RoutePlan:
             meta["cost_usd"] = cost_usd
         if self.failed:
             meta["fallback"] = {"failed": self.failed, "answered_by": self.answered.name if self.answered else None}
+        if self.defence is not None:
+            meta["defence"] = self.defence
         if replayed := [e.name for e in self.experts if e.backend == "replay"]:
             meta["replay"] = replayed  # answers are recorded ones, not live generations
         return meta
@@ -128,8 +132,10 @@ class Gateway:
         grouping: GroupingConfig | None = None,
         ledger: UsageLedger | None = None,
         failover: Failover | None = None,
+        defence: PrefixDefence | None = None,
     ) -> None:
         self.failover = failover or Failover(metrics)
+        self.defence = defence  # settings.defence: screens router requests for prefix gadgets
         self.routers = routers
         self.onboarder = Onboarder(embedder.embedder.encode) if embedder is not None else None
         self.default_router = default_router
@@ -200,7 +206,10 @@ class Gateway:
         candidates = self.failover.routable(await self._candidates(loaded, opts))
         assert self.estimator is not None  # routers configured => embedder built
         query = req.query_text()
-        est = await self.estimator.estimate(loaded.config.name, loaded.router, query)
+        if self.defence is None:
+            est, verdict = await self.estimator.estimate(loaded.config.name, loaded.router, query), None
+        else:
+            est, verdict = await self._screened(loaded.router, query, w)
         quality, cost = priced_candidates(loaded.router, est, candidates, query, req.max_tokens())
         allowed = None if opts.max_cost_usd is None else cost <= opts.max_cost_usd
         if allowed is not None and not allowed.any():
@@ -218,7 +227,17 @@ class Gateway:
         elapsed = time.perf_counter() - started
         self.metrics.route_seconds.labels(loaded.config.name).observe(elapsed)
         return RoutePlan(loaded.config.name, w, chosen, predicted, elapsed * 1000, aggregation,
-                         fallbacks=[candidates[i] for i in decision.ranking[len(decision.chosen):]])
+                         fallbacks=[candidates[i] for i in decision.ranking[len(decision.chosen):]], defence=verdict)
+
+    async def _screened(self, router: Router, query: str, w: float) -> tuple[Estimates, dict[str, Any]]:
+        """The prefix defence (routers/defence.py PrefixDefence.screen): a flagged query is
+        routed on its core. Per request (two embeddings), not through the grouping batcher."""
+        assert self.embedder is not None and self.defence is not None
+        vec = await self.embedder.embed(query)
+        core = self.defence.core(query)
+        core_vec = None if core is None else await self.embedder.embed(core)
+        vec, verdict = self.defence.screen(router, query, vec, core_vec, w)
+        return router.predict(vec[None, :]), verdict
 
     # -- carrying out ---------------------------------------------------------------------
 

@@ -71,6 +71,8 @@ class LogConfig(BaseModel):
     format: Literal["json", "text"] = "json"
     access: bool = Field(default=True, description="one log line per request (id, key, router, expert, tokens, cost)")
     prompts: bool = Field(default=False, description="put the routed query text in that line (off: prompts never reach the logs)")
+
+
 class RetryConfig(BaseModel):
     """Retries of one expert before its first byte (connect errors, 502/503), never after."""
 
@@ -117,6 +119,29 @@ class ShutdownConfig(BaseModel):
     drain_timeout_s: float = Field(default=30.0, ge=0, description="after SIGTERM, how long in-flight requests may finish")
 
 
+class DefenceConfig(BaseModel):
+    """The prefix-gadget defence (routers/defence.py PrefixDefence): off unless `enabled`.
+
+    On, a request of at least `min_words` words costs one more embedding (its core: the text
+    without its opening); one whose opening alone buys a more expensive expert is routed on the
+    core and says so in `routing.defence`. The expert still receives the request unchanged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    params: dict[str, float] = Field(default_factory=dict, description="PrefixDefence thresholds, e.g. max_similarity")
+
+    @model_validator(mode="after")
+    def _check(self) -> DefenceConfig:
+        from routers.defence import PrefixDefence  # noqa: PLC0415
+
+        try:
+            PrefixDefence(**self.params)
+        except TypeError as exc:
+            raise ValueError(f"unknown PrefixDefence parameter: {exc}") from None
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHYARD_", env_nested_delimiter="__", extra="forbid")
 
@@ -139,6 +164,9 @@ class Settings(BaseSettings):
     health: HealthConfig = HealthConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     store_retry_s: float = Field(default=1.0, gt=0, description="while Redis is down, how often to try it again")
+
+
+    defence: DefenceConfig = DefenceConfig()
 
     @classmethod
     def settings_customise_sources(

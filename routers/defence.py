@@ -122,6 +122,12 @@ class PrefixDefence:
         self.margin = float(margin)
         self.tokenizer = tokenizer
 
+    @classmethod
+    def for_embedder(cls, embedder: Any, **params: Any) -> PrefixDefence:
+        """A defence reading word rarity with `embedder`'s own tokenizer (routers.embedder.Embedder;
+        none found: the consistency signal alone)."""
+        return cls(tokenizer=getattr(getattr(embedder, "_model", None), "tokenizer", None), **params)
+
     def params(self) -> dict[str, Any]:
         return {"min_words": self.min_words, "drop_fraction": self.drop_fraction, "max_drop": self.max_drop,
                 "max_similarity": self.max_similarity, "max_rarity": self.max_rarity if self.tokenizer is not None else None,
@@ -226,6 +232,19 @@ class PrefixDefence:
         reason = (f"prefix upgrade: the full text picks {router.all_models[cf]}, its core {router.all_models[cc]}; "
                   + "; ".join(signals))
         return DefenceResult(True, core, reason, core, core_vec[0], cf, cc, sim, rare_out, run)
+
+    def screen(self, router: Router, text: str, embedding: np.ndarray, core_embedding: np.ndarray | None,
+               cost_weight: float) -> tuple[np.ndarray, dict[str, Any]]:
+        """What the gateway does with one request (gateway/pipeline.py calls this, and the
+        robustness suite measures it): (the embedding to route on, `routing.defence` metadata).
+        A flagged request is routed on its core; the expert still gets the request unchanged."""
+        r = self.check_vectors(router, text, embedding, core_embedding, cost_weight)
+        meta: dict[str, Any] = {"checked": r.core_text is not None, "flagged": r.flagged}
+        if not r.flagged:
+            return embedding, meta
+        dropped = len(text) - len(r.core_text or "")
+        return r.route_embedding, meta | {"action": "routed on the query without its opening", "dropped_chars": dropped,
+                                          "reason": r.reason}
 
     # -- many requests (benchmarks) ------------------------------------------------------
 

@@ -32,7 +32,10 @@ def replay(
         result = run_replay(data, artifact, out, cost_weight=cost_weight, concurrency=concurrency, split=split, limit=limit)
     except (ValueError, OSError, RuntimeError) as exc:
         fail(str(exc))
-    typer.echo(json.dumps(result, indent=2))
+    typer.echo((out / "report.md").read_text())
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}, {out / 'latency.png'}")
+    if result["decisions_equal_offline"] != result["requests"] or result["max_abs_cost_diff_usd"] > 1e-9:
+        fail("the gateway's routing or accounting differs from the dataset's (see report.md)")
 
 
 def router_kinds(routers: str | None, default: list[str]) -> list[str]:
@@ -42,6 +45,36 @@ def router_kinds(routers: str | None, default: list[str]) -> list[str]:
     if unknown := [k for k in kinds if k not in ROUTER_KINDS]:
         fail(f"unknown router kind(s) {unknown}; known: {', '.join(sorted(ROUTER_KINDS))}")
     return kinds
+
+
+@app.command()
+def quality(
+    data: Annotated[Path, typer.Option(help="routing data (any supported format) with costs")],
+    routers: Annotated[Optional[str], typer.Option(help="comma-separated router kinds")] = None,
+    out: Annotated[Path, typer.Option()] = Path("out/quality"),
+    weak: Annotated[Optional[str], typer.Option(help="RouteLLM's weak model (default: see report)")] = None,
+    strong: Annotated[Optional[str], typer.Option(help="RouteLLM's strong model (default: the best on train)")] = None,
+    folds: Annotated[int, typer.Option(min=2, max=50, help="k for k-fold when the data has no splits")] = 5,
+    prices: Annotated[Optional[Path], typer.Option(help="prices JSON for formats without per-response costs")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Cost/quality sweep per router: AIQ, APGR, CPT(50%), CPT(80%), best quality, the cost of
+    matching the best single model; single models and the oracle as references."""
+    from evaluation.loaders import load_dataset  # noqa: PLC0415
+    from evaluation.quality import print_table, run_quality  # noqa: PLC0415
+
+    kinds = router_kinds(routers, QUALITY_ROUTERS)
+    try:
+        dataset = load_dataset(data, prices=prices)
+        results = run_quality(dataset, kinds, out, weak=weak, strong=strong, folds=folds, seed=seed,
+                              log=lambda m: typer.echo(m, err=True))
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    print_table(results)
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}, {out / 'curves.png'}, {out / 'pgr.png'}")
+
+
+QUALITY_ROUTERS = ["carrot", "carrot-linear", "knn", "mlp", "mf", "skills", "glider", "random"]
 
 
 def _description(data: Path, model: str | None) -> str:
@@ -80,7 +113,7 @@ def generalization(
     except (ValueError, OSError) as exc:
         fail(str(exc))
     typer.echo((out / "report.md").read_text())
-    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}" + (", unseen_tasks.png" if result["unseen_tasks"] else ""))
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}" + (", unseen_tasks.png" if result["unseen_tasks"] else "") + (", new_expert.png" if result["new_expert"]["rows"] else ""))
 
 
 @app.command()
@@ -120,10 +153,11 @@ def vote(
     artifact: Annotated[Path, typer.Option(help="router artifact trained on the data's train split")],
     ks: Annotated[str, typer.Option(help="comma-separated numbers of experts")] = "1,3,5",
     cost_weight: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.0,
+    out: Annotated[Path, typer.Option()] = Path("out/vote"),
 ) -> None:
     """Majority vote over k recruited experts' recorded answers (multiple-choice test rows) vs k = 1."""
     from evaluation.loaders import load_dataset  # noqa: PLC0415
-    from evaluation.vote import vote_eval  # noqa: PLC0415
+    from evaluation.vote import vote_eval, write_vote_report  # noqa: PLC0415
     from routers.artifacts import load_router  # noqa: PLC0415
     from routers.embedder import Embedder, embed_cached  # noqa: PLC0415
 
@@ -132,7 +166,8 @@ def vote(
         test = load_dataset(data).split("test")
         x = embed_cached(Embedder.from_cache_id(getattr(router, "header", {}).get("embedding_model")), test.prompts)
         rows = vote_eval(router, x, test, ks=tuple(int(k) for k in ks.split(",")), cost_weight=cost_weight)
+        write_vote_report(rows, out, {"data": str(data), "artifact": str(artifact), "router": router.kind, "cost_weight": cost_weight})
     except (ValueError, OSError) as exc:
         fail(str(exc))
-    for r in rows:
-        typer.echo(f"k={r['k']}: accuracy {r['accuracy']:.3f} on {r['prompts']} prompts, mean cost ${r['mean_cost_usd']:.6f}")
+    typer.echo((out / "report.md").read_text())
+    typer.echo(f"wrote {out / 'results.json'}, {out / 'report.md'}, {out / 'vote.png'}")

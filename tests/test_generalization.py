@@ -33,3 +33,4 @@ def test_generalization_suite(bench_slice: Path, embedder, tmp_path: Path) -> No
     assert rows[("carrot", "calibrated (120 prompts)")]["share_to_new"] > 0.1
     assert json.loads((tmp_path / "results.json").read_text())["new_expert"]["model"] == NEW
     assert (tmp_path / "report.md").exists() and (tmp_path / "unseen_tasks.png").stat().st_size > 1000
+    assert (tmp_path / "new_expert.png").stat().st_size > 1000

@@ -20,7 +20,10 @@ def test_replay_split_through_the_gateway(bench_slice: Path, carrot_artifact: Pa
     assert r["answers_are_recorded"] == n and r["replay_labelled"]
     assert r["max_abs_cost_diff_usd"] < 1e-9
     assert r["accounted_cost_usd"] == pytest.approx(r["dataset_cost_usd"], rel=1e-9)
-    assert r["warm"]["p50_ms"] > 0 and (tmp_path / "results.json").exists()
+    assert r["warm"]["p50_ms"] > 0
+    for name in ("results.json", "report.md", "latency.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "40 / 40" in (tmp_path / "report.md").read_text()
 
 
 def test_replay_experts_are_labelled() -> None:

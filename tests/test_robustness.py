@@ -186,6 +186,11 @@ def test_suite_writes_results_report_and_plots(router, embedder, bench_slice, ro
     assert g["eval"]["carrot"]["held_out"]["n"] == 32 - 8
     assert g["eval"]["carrot"]["held_out"] == g["eval"]["carrot2"]["held_out"]  # same router, same numbers
     assert "quality_with_defence" in saved["defence_clean"]["carrot"]["routerbench_test"]
+    held = g["eval"]["carrot"]["held_out"]  # the gateway's per-request call agrees with the batch check
+    assert held["gateway_agrees_with_batch"] == 1.0 and held["flagged_gateway"] == held["flagged"]
+    assert saved["defence_clean"]["carrot"]["prompt_set"]["false_positive_rate_gateway"] == \
+        saved["defence_clean"]["carrot"]["prompt_set"]["false_positive_rate"]
     report = (out / "report.md").read_text()
     assert "| router |" in report and "over-routing" in report and "Confounder gadgets" in report
+    assert "as the gateway runs it" in report
     assert res["seconds"] > 0 and any("| router |" in line for line in logs)

@@ -244,6 +244,23 @@ def _attack_metrics(ref: ExpertRef, clean: np.ndarray, adv: np.ndarray, check: A
     }
 
 
+def gateway_flags(defence: PrefixDefence, router: Router, texts: list[str], embed: Callable, w: float,
+                  embeddings: np.ndarray) -> np.ndarray:
+    """Per text, whether `PrefixDefence.screen` flags it: the gateway's own call, one request at
+    a time with its core embedded separately, as gateway/pipeline.py does."""
+    cores = [defence.core(t) for t in texts]
+    core_vecs = iter(embed([c for c in cores if c is not None]))
+    return np.array([defence.screen(router, t, e, None if c is None else next(core_vecs), w)[1]["flagged"]
+                     for t, c, e in zip(texts, cores, embeddings)], dtype=bool)
+
+
+def _gateway_metrics(flags: np.ndarray, batch_flags: np.ndarray, upgraded: np.ndarray | None) -> dict[str, Any]:
+    out = {"flagged_gateway": _r(_mean(flags)), "gateway_agrees_with_batch": _r(_mean(flags == batch_flags))}
+    if upgraded is not None:
+        out["detection_gateway"] = _r(_mean(flags[upgraded])) if upgraded.any() else None
+    return out
+
+
 def gadget_eval(routers: dict[str, Router], refs: dict[str, ExpertRef], embed: Callable, defence: PrefixDefence,
                 gadget: str, target: str, sets: dict[str, tuple[list[str], np.ndarray]], w: float) -> dict[str, Any]:
     """Per router, per evaluation set: clean vs gadget-prefixed, with the defence."""
@@ -256,7 +273,9 @@ def gadget_eval(routers: dict[str, Router], refs: dict[str, ExpertRef], embed: C
             c0, k0 = _decide(router, clean_emb, w)
             check = defence.check_batch(router, adv_texts, embed, w, embeddings=embed(adv_texts))
             _, k1 = _decide(router, embed(adv_texts), w)
-            res[set_name] = _attack_metrics(ref, c0, check.chosen_full, check, k0, k1)
+            flags = gateway_flags(defence, router, adv_texts, embed, w, embed(adv_texts))
+            upgraded = ref.mean_cost[check.chosen_full] > ref.mean_cost[c0]
+            res[set_name] = _attack_metrics(ref, c0, check.chosen_full, check, k0, k1) | _gateway_metrics(flags, check.flagged, upgraded)
         out[name] = res
     return out
 
@@ -272,6 +291,8 @@ def defence_clean_study(routers: dict[str, Router], embed: Callable, defence: Pr
             check = defence.check_batch(router, texts, embed, w, embeddings=emb)
             entry = {"n": len(texts), "checked": _r(_mean(check.checked)), "false_positive_rate": _r(_mean(check.flagged)),
                      "changed_pick": _r(_mean(check.chosen_routed != check.chosen_full))}
+            entry |= {k.replace("flagged", "false_positive_rate"): v for k, v in
+                      _gateway_metrics(gateway_flags(defence, router, texts, embed, w, emb), check.flagged, None).items()}
             if truth is not None and set_name == rb_name:
                 scores, costs, models = truth
                 cols = [models.index(m) if m in models else -1 for m in router.all_models]
@@ -513,6 +534,19 @@ def render_tables(results: dict[str, Any]) -> dict[str, str]:
                          f"{e['quality_without_defence']:.3f} / {e['quality_with_defence']:.3f}",
                          "-" if "cost_without_defence" not in e else
                          f"{e['cost_without_defence']:.6f} / {e['cost_with_defence']:.6f}"])
+    rows = []
+    for n in names:
+        clean = results["defence_clean"][n]
+        for g in results["gadgets"]:
+            e = g["eval"][n]["held_out"]
+            rows.append([n, g["vocabulary"], g["eval"][n]["setting"], e["n"], _pct(e.get("detection_gateway")),
+                         _pct(e.get("flagged_gateway"))] + [_pct(clean[k].get("false_positive_rate_gateway")) if k in clean else "-"
+                                                            for k in ("prompt_set", "routerbench_test")]
+                        + [_pct(min(e.get("gateway_agrees_with_batch", 1.0),
+                                    *(clean[k].get("gateway_agrees_with_batch", 1.0) for k in clean)))])
+    tables["defence_gateway"] = _table(["router", "gadget", "setting", "n", "detection (upgraded)", "flagged (all prefixed)",
+                                        "false positives: prompt set", "false positives: RouterBench test",
+                                        "agrees with batch check"], rows)
     tables["defence_clean"] = _table(["router", "clean prompts", "n", "checked", "false positives", "pick changed",
                                       "quality (data) without / with", "$ (data) without / with"], rows)
     return tables
@@ -564,7 +598,11 @@ def render_report(results: dict[str, Any]) -> str:
                   "defence flags; 'gadget + defence' routes flagged prompts on their core.", ""]
     parts += [t["gadgets"], "", "## 4. Defence on clean prompts", "",
               f"PrefixDefence {cfg['defence']}: false positives = clean prompts flagged; quality and $ are the "
-              "dataset's outcomes of the picks on the RouterBench test sample.", "", t["defence_clean"], ""]
+              "dataset's outcomes of the picks on the RouterBench test sample.", "", t["defence_clean"], "",
+              "### The defence as the gateway runs it", "",
+              "`PrefixDefence.screen`, the call gateway/pipeline.py makes when `defence.enabled` is set, one request at a "
+              "time (its core embedded separately): detection = share of the held-out gadget-prefixed prompts the gadget "
+              "upgraded that it flags; false positives = clean prompts flagged.", "", t["defence_gateway"], ""]
     return "\n".join(parts)
 
 
