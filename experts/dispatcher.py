@@ -7,6 +7,7 @@ from typing import Any
 
 from experts.backends.openai_http import OpenAIHTTPBackend, UpstreamStream
 from experts.backends.replay import ReplayBackend
+from experts.errors import UpstreamUnavailable
 from experts.queues import ExpertQueues, Slot
 from experts.spec import ExpertSpec
 
@@ -19,14 +20,24 @@ class Dispatcher:
     def queued(self, expert: str) -> int:
         return self.queues.queued(expert)
 
+    def backend(self, expert: ExpertSpec) -> Any:  # noqa: ANN401 - OpenAIHTTPBackend, ReplayBackend or an EngineBackend
+        backend = self.backends.get(expert.backend)
+        if backend is None:  # in-process engines are registered by `switchyard batch` only
+            raise UpstreamUnavailable(
+                expert.name, f"backend {expert.backend!r} is not served here (in-process engines run in `switchyard batch`)"
+            )
+        return backend
+
     async def complete(self, expert: ExpertSpec, body: dict[str, Any]) -> dict[str, Any]:
+        backend = self.backend(expert)
         async with self.queues.hold(expert):
-            return await self.backends[expert.backend].complete(expert, body)
+            return await backend.complete(expert, body)
 
     async def open_stream(self, expert: ExpertSpec, body: dict[str, Any]) -> HeldStream:
+        backend = self.backend(expert)
         slot = await self.queues.acquire(expert)
         try:
-            return HeldStream(await self.backends[expert.backend].open_stream(expert, body), slot)
+            return HeldStream(await backend.open_stream(expert, body), slot)
         except BaseException:
             slot.release()
             raise

@@ -226,6 +226,11 @@ def test_health_metrics_and_admin(loopback, serve_gateway) -> None:
     assert r.model == "mistral-fast" and r.choices[0].message.content.startswith("mistral-7b answers")
     assert httpx.delete(f"{gw.url}/admin/experts/mistral-fast", headers=ADMIN).status_code == 200
     assert httpx.delete(f"{gw.url}/admin/experts/mistral-fast", headers=ADMIN).status_code == 404
+    # An in-process engine expert is batch-only: named online it is a clear 503, not a 500.
+    engine = {"name": "tiny-local", "backend": "transformers", "model": "/models/tiny"}
+    assert httpx.post(f"{gw.url}/admin/experts", headers=ADMIN, json=engine).status_code == 201
+    r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "tiny-local", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 503 and "switchyard batch" in r.json()["error"]["message"]
 
 
 def test_client_keys_when_configured(loopback, serve_gateway) -> None:
