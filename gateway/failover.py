@@ -56,35 +56,44 @@ class Failover:
             raise GatewayError(503, f"all {len(candidates)} candidate experts fail their health probes", None, "no_healthy_expert")
         return healthy
 
+    async def guard(self, expert: ExpertSpec, work: Callable[[], Awaitable[T]]) -> T:
+        """One call to one expert through its breaker: refused fast while it is open; a failure
+        is counted (and, the expert's own fault, booked on the breaker); a success closes it.
+        Every upstream call goes through here: k = 1 with its fallbacks, and each fan-out call."""
+        if self.breakers is not None and not await self.breakers.allow(expert.name):
+            raise CircuitOpen(expert.name, "circuit breaker open after repeated failures; try again after its cooldown")
+        try:
+            result = await work()
+        except UpstreamError as exc:
+            await self.failed(expert, exc)
+            raise
+        if self.breakers is not None:
+            await self.breakers.success(expert.name)
+        return result
+
     async def run(self, plan: RoutePlan, call: Callable[[ExpertSpec], Awaitable[T]]) -> tuple[ExpertSpec, T]:
+        """`call(expert)` (guarded) for the chosen expert, then down the ranking while they fail."""
         order = [plan.experts[0], *plan.fallbacks][: self.max_experts]
         last: UpstreamError | None = None
         for i, expert in enumerate(order):
-            more = i + 1 < len(order)
-            if self.breakers is not None and not await self.breakers.allow(expert.name):
-                last = CircuitOpen(expert.name, "circuit breaker open after repeated failures; try again after its cooldown")
-                self._passed_over(plan, expert, last, more)
-                continue
             try:
                 result = await call(expert)
             except UpstreamError as exc:
                 if not exc.expert_fault:
                     raise
-                await self.failed(expert, exc)
                 last = exc
-                self._passed_over(plan, expert, exc, more)
+                self._passed_over(plan, expert, exc, more=i + 1 < len(order))
                 continue
-            if self.breakers is not None:
-                await self.breakers.success(expert.name)
             plan.answered = expert
             return expert, result
         assert last is not None  # order holds at least the chosen expert
         raise last
 
     async def failed(self, expert: ExpertSpec, exc: UpstreamError) -> None:
-        """An expert's own failure, before or after its first byte: metrics and its breaker."""
+        """A failed call, before or after its first byte: counted; the expert's own fault
+        (5xx, timeout, unreachable; not a 4xx) also goes to its breaker."""
         self.metrics.upstream_errors.labels(expert.name, exc.code).inc()
-        if self.breakers is not None:
+        if exc.expert_fault and self.breakers is not None:
             await self.breakers.failure(expert.name)
 
     def _passed_over(self, plan: RoutePlan, expert: ExpertSpec, exc: UpstreamError, more: bool) -> None:

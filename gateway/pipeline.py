@@ -9,7 +9,7 @@ predict run batched across concurrent requests (gateway/batching.py).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -254,42 +254,32 @@ class Gateway:
         return usage, await self._account(plan, expert, usage)
 
     async def _failed(self, expert: ExpertSpec, exc: UpstreamError) -> None:
-        """A failed upstream call: counted; the expert's own fault also goes to its breaker."""
-        if exc.expert_fault:
-            await self.failover.failed(expert, exc)
-        else:
-            self.metrics.upstream_errors.labels(expert.name, exc.code).inc()
+        """A stream that failed after its first byte: counted and booked on the breaker."""
+        await self.failover.failed(expert, exc)
 
-    async def _counted(self, expert: ExpertSpec, plan: RoutePlan, work: Awaitable[T], *, record_failure: bool = True) -> T:
-        """Await one upstream call to `expert`, counted: requests, time to answer, failures
-        (`record_failure=False` where the failover books them itself)."""
+    async def _counted(self, expert: ExpertSpec, plan: RoutePlan, work: Callable[[], Awaitable[T]]) -> T:
+        """One upstream call to `expert`, counted (requests, time to answer) and guarded by its
+        breaker (gateway/failover.py Failover.guard, which books failures)."""
         self.metrics.expert_requests.labels(expert.name, plan.router or "none").inc()
         started = time.perf_counter()
-        try:
-            result = await work
-        except UpstreamError as exc:
-            if record_failure:
-                await self._failed(expert, exc)
-            raise
+        result = await self.failover.guard(expert, work)
         self.metrics.upstream_seconds.labels(expert.name).observe(time.perf_counter() - started)
         return result
 
     async def call(self, expert: ExpertSpec, body: dict[str, Any], plan: RoutePlan) -> dict[str, Any]:
-        """One counted call to one expert (each call of a fan-out)."""
-        return await self._counted(expert, plan, self.dispatcher.complete(expert, body))
+        """One counted call to one expert (k = 1 and each call of a fan-out)."""
+        return await self._counted(expert, plan, lambda: self.dispatcher.complete(expert, body))
 
     async def open_call(self, expert: ExpertSpec, body: dict[str, Any], plan: RoutePlan) -> HeldStream:
         """One counted stream from one expert, opened (its first byte is in)."""
-        return await self._counted(expert, plan, self.dispatcher.open_stream(expert, body))
+        return await self._counted(expert, plan, lambda: self.dispatcher.open_stream(expert, body))
 
     async def complete(self, req: ChatCompletionRequest, plan: RoutePlan) -> dict[str, Any]:
         if plan.aggregation is not None:
             return await self.fanout.complete(req, plan)
         body = req.upstream_body()
         # k = 1: the chosen expert, then down the router's ranking (gateway/failover.py)
-        expert, data = await self.failover.run(
-            plan, lambda e: self._counted(e, plan, self.dispatcher.complete(e, body), record_failure=False)
-        )
+        expert, data = await self.failover.run(plan, lambda e: self.call(e, body, plan))
         data["model"] = expert.name
         data["routing"] = plan.metadata(await self._account(plan, expert, data.get("usage")))
         return data
@@ -299,9 +289,7 @@ class Gateway:
         if plan.aggregation is not None:
             return await self.fanout.open_stream(req, plan)
         body = req.upstream_body()
-        _, held = await self.failover.run(
-            plan, lambda e: self._counted(e, plan, self.dispatcher.open_stream(e, body), record_failure=False)
-        )
+        _, held = await self.failover.run(plan, lambda e: self.open_call(e, body, plan))
         return held
 
     def relay(self, req: ChatCompletionRequest, plan: RoutePlan, held: HeldStream | FanOutStream) -> AsyncIterator[bytes]:

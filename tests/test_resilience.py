@@ -191,3 +191,36 @@ def test_health_probes_take_an_unhealthy_expert_out_of_routing_and_put_it_back(l
     sick.healthy = True
     wait_for(lambda: ranking(gw)[0] == best)
     assert metric(gw, "switchyard_expert_healthy", expert=best) == 1
+
+
+async def test_every_upstream_call_goes_through_the_breaker_fan_out_calls_too() -> None:
+    """Failover.guard is the one breaker gate: after `failures` booked failures the expert is
+    refused without being called, whichever path (k = 1 or a fan-out call) asks."""
+    from experts.breaker import BreakerPolicy, Breakers
+    from experts.errors import CircuitOpen, UpstreamError
+    from experts.spec import ExpertSpec
+    from gateway.failover import Failover
+    from gateway.metrics import Metrics
+    from gateway.store import MemoryStore
+
+    failover = Failover(Metrics(), Breakers(MemoryStore(), BreakerPolicy(failures=2, cooldown_s=60)))
+    expert = ExpertSpec(name="e", base_url="http://127.0.0.1:9/v1")
+    calls = 0
+
+    async def fail() -> None:
+        nonlocal calls
+        calls += 1
+        raise UpstreamError("e", "boom", status=502)
+
+    for _ in range(2):
+        with pytest.raises(UpstreamError):
+            await failover.guard(expert, fail)
+    with pytest.raises(CircuitOpen):
+        await failover.guard(expert, fail)
+    assert calls == 2  # the third was refused before reaching the expert
+    ok = ExpertSpec(name="f", base_url="http://127.0.0.1:9/v1")
+
+    async def answer() -> str:
+        return "fine"
+
+    assert await failover.guard(ok, answer) == "fine"
