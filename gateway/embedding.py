@@ -20,7 +20,6 @@ class QueryEmbedder:
         self._window: Window[tuple[str, str, asyncio.Future[np.ndarray]]] = Window(window_s, max_batch, self._run)
         self.hits = 0
         self.misses = 0
-        self.batch_sizes: list[int] = []
 
     async def embed(self, text: str) -> np.ndarray:
         key = text_key(self.embedder.cache_id, text)
@@ -40,10 +39,10 @@ class QueryEmbedder:
         keys = [text_key(self.embedder.cache_id, t) for t in texts]
         found = [self.cache.get(k) for k in keys]
         missing = {k: t for k, t, v in zip(keys, texts, found) if v is None}
-        self.hits += len(texts) - sum(v is None for v in found)
-        self.misses += sum(v is None for v in found)
+        misses = sum(v is None for v in found)
+        self.hits += len(texts) - misses
+        self.misses += misses
         if missing:
-            self.batch_sizes.append(len(missing))
             vecs = await asyncio.to_thread(self.embedder.encode, list(missing.values()))
             for key, vec in zip(missing, vecs):
                 self.cache.put(key, vec)
@@ -53,7 +52,6 @@ class QueryEmbedder:
 
     async def _run(self, batch: list[tuple[str, str, asyncio.Future[np.ndarray]]]) -> None:
         unique = {key: text for key, text, _ in batch}
-        self.batch_sizes.append(len(unique))
         try:
             vecs = await asyncio.to_thread(self.embedder.encode, list(unique.values()))
         except Exception as exc:  # noqa: BLE001 - every waiter gets the failure
