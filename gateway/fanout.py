@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from experts.aggregation import best, extract_answer, synthesis_messages, vote
@@ -82,10 +82,6 @@ class Call:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
-
-    def row(self) -> dict[str, Any]:
-        return {"expert": self.expert, "role": self.role, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "cost_usd": self.cost_usd}
 
 
 @dataclass
@@ -194,7 +190,7 @@ class FanOut:
     def _routing(self, plan: RoutePlan, outcome: Outcome, answering: ExpertSpec, cost: float | None) -> dict[str, Any]:
         meta = plan.metadata(cost)
         meta["aggregate"] = {**meta["aggregate"], "answered_by": answering.name, **outcome.detail}
-        meta["calls"] = [c.row() for c in outcome.calls]
+        meta["calls"] = [asdict(c) for c in outcome.calls]
         meta["failed"] = outcome.failed
         return meta
 
