@@ -52,10 +52,28 @@ def _embed(embedder, texts: Sequence[str]) -> np.ndarray:  # noqa: ANN001
     return embed_cached(embedder, list(texts))
 
 
-def _fit(kind: str, models: list[str], x: np.ndarray, data):  # noqa: ANN001, ANN202
+def _fit(kind: str, models: list[str], x: np.ndarray, data, seed: int | None = None):  # noqa: ANN001, ANN202
     from routers.artifacts import build_router  # noqa: PLC0415
 
-    return build_router(kind, models).fit(x, data)
+    return build_router(kind, models, **({} if seed is None else {"seed": seed})).fit(x, data)
+
+
+def seeded(kind: str) -> bool:
+    """Whether a kind's fit depends on a seed (it takes one): only those get a seed spread."""
+    import inspect  # noqa: PLC0415
+
+    from routers.artifacts import ROUTER_KINDS  # noqa: PLC0415
+
+    return "seed" in inspect.signature(ROUTER_KINDS[kind].__init__).parameters
+
+
+def seed_spread(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean, min and max over seeds; an unreached cost target (None or NaN) counts as unreached."""
+    v = np.array([np.nan if x is None else x for x in values], dtype=np.float64)
+    ok = v[np.isfinite(v)]
+    return {"values": [_rounded(x) for x in v], "mean": _rounded(float(ok.mean())) if len(ok) else None,
+            "min": _rounded(float(ok.min())) if len(ok) else None, "max": _rounded(float(ok.max())) if len(ok) else None,
+            "reached": int(len(ok)), "runs": int(len(v))}
 
 
 def _rounded(x: float, digits: int = 4) -> float | None:
@@ -69,7 +87,10 @@ def _progress(kinds: list[str], desc: str):  # noqa: ANN202
 
 
 def routerbench_section(folder: Path, kinds: list[str], embedder, log: Log,  # noqa: ANN001
-                        weights: Sequence[float] = DEFAULT_WEIGHTS) -> dict[str, Any]:
+                        weights: Sequence[float] = DEFAULT_WEIGHTS, seeds: int = 1) -> dict[str, Any]:
+    """`seeds` > 1: each seeded kind is also refit with seeds 1..seeds-1; its row stays seed 0's
+    (the artifact `switchyard train` writes) and gains the spread over all seeds, because on this
+    slice the seed moves AIQ about as much as the choice of router does."""
     from evaluation.loaders import load_dataset  # noqa: PLC0415
 
     data = load_dataset(folder)
@@ -112,12 +133,18 @@ def routerbench_section(folder: Path, kinds: list[str], embedder, log: Log,  # n
             points = sweep(router, x_test, test.scores, test.costs, weights)
             rows[kind] = row(points, kind="router", quality_at_w0=_rounded(points[0].quality),
                              seconds=round(time.perf_counter() - started, 2))
+            if seeds > 1 and seeded(kind):
+                runs = [rows[kind]] + [row(sweep(_fit(kind, train.models, x_train, train, seed=s), x_test, test.scores,
+                                                 test.costs, weights)) for s in range(1, seeds)]
+                rows[kind]["seeds"] = {"aiq": seed_spread([r["aiq"] for r in runs]),
+                                       "cost_at_ref_quality": seed_spread([r["cost_at_ref_quality"] for r in runs])}
         except Exception as exc:  # noqa: BLE001 - one broken kind must not stop the table
             failures[kind] = _reason(exc)
             log(f"routerbench: skipped {kind}: {failures[kind]}")
     return {"folder": str(folder), "train_rows": len(train), "test_rows": len(test), "reference_model": ref,
             "reference_quality": _rounded(ref_quality), "reference_cost": _rounded(ref_cost, 8),
-            "cost_range": [lo, hi], "weights": [float(w) for w in weights], "rows": rows, "failures": failures}
+            "cost_range": [lo, hi], "weights": [float(w) for w in weights], "seeds": seeds, "rows": rows,
+            "failures": failures}
 
 
 def quality_section(folder: Path, kinds: list[str], embedder, log: Log, name: str) -> dict[str, Any]:  # noqa: ANN001
@@ -173,12 +200,25 @@ def _fmt(x: float | None, pct: bool = False) -> str:
 def routerbench_table(section: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     ref = section["reference_model"].split("/")[-1]
     head = ["router", "AIQ", "best quality", "quality at w=0", f"cost to match {ref} ({section['reference_quality']:.3f}), % of its cost"]
+    spread = section.get("seeds", 1) > 1
+    if spread:
+        head += [f"AIQ over {section['seeds']} seeds: mean [min, max]", "cost to match over seeds: mean [min, max] (seeds reaching it)"]
     body = []
     for name, r in section["rows"].items():
         at = r.get("cost_at_ref_quality")
-        body.append([name, _fmt(r["aiq"]), _fmt(r["best_quality"]), _fmt(r.get("quality_at_w0")),
-                     "not reached" if at is None else f"{at:.1%}"])
+        cells = [name, _fmt(r["aiq"]), _fmt(r["best_quality"]), _fmt(r.get("quality_at_w0")),
+                 "not reached" if at is None else f"{at:.1%}"]
+        if spread:
+            cells += [_spread(r["seeds"]["aiq"]), _spread(r["seeds"]["cost_at_ref_quality"], pct=True)] if "seeds" in r else ["-", "-"]
+        body.append(cells)
     return head, body
+
+
+def _spread(s: dict[str, Any], pct: bool = False) -> str:
+    if s["mean"] is None:
+        return f"not reached (0 of {s['runs']})"
+    text = f"{_fmt(s['mean'], pct)} [{_fmt(s['min'], pct)}, {_fmt(s['max'], pct)}]"
+    return text + (f" ({s['reached']} of {s['runs']})" if pct else "")
 
 
 def quality_table(sections: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -269,12 +309,14 @@ def plot(section: dict[str, Any], path: Path, title: str = "RouterBench slice: c
 
 
 def run_targets(data_dir: Path, kinds: Sequence[str], out: Path, embedder=None, log: Log = print,  # noqa: ANN001
-                weights: Sequence[float] = DEFAULT_WEIGHTS) -> dict[str, Any]:
+                weights: Sequence[float] = DEFAULT_WEIGHTS, seeds: int = 1) -> dict[str, Any]:
     """Build every section whose folder exists under `data_dir`; write the report files to `out`."""
     from routers.artifacts import ROUTER_KINDS  # noqa: PLC0415
     from routers.embedder import Embedder  # noqa: PLC0415
 
     kinds = list(kinds)
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
     unknown = [k for k in kinds if k not in ROUTER_KINDS]
     if unknown:
         raise ValueError(f"unknown router kind(s) {', '.join(unknown)}; known: {', '.join(ROUTER_KINDS)}")
@@ -295,7 +337,7 @@ def run_targets(data_dir: Path, kinds: Sequence[str], out: Path, embedder=None, 
         log(f"{SECTIONS[name]}: {folder}")
         try:
             if name == "routerbench":
-                results["sections"][name] = routerbench_section(folder, kinds, embedder, log, weights)
+                results["sections"][name] = routerbench_section(folder, kinds, embedder, log, weights, seeds)
             else:
                 results["sections"][name] = quality_section(folder, kinds, embedder, log, name)
         except (ValueError, OSError) as exc:

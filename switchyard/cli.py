@@ -136,6 +136,7 @@ def targets(
     data: Annotated[Optional[Path], typer.Option(help="folder with routerbench/, routerdc7/, llmrouter/ (default: $SWITCHYARD_DATA)")] = None,
     routers: Annotated[Optional[str], typer.Option(help="comma-separated router kinds (default: all)")] = None,
     out: Annotated[Path, typer.Option(help="folder for results.json, report.md and the plot")] = Path("out/targets"),
+    seeds: Annotated[int, typer.Option(help="RouterBench: refit each seeded kind with this many seeds and report the spread")] = 1,
 ) -> None:
     """Fit every router kind and print the targets table (RouterBench AIQ, RouterDC, LLMRouter)."""
     from evaluation.targets import print_tables, run_targets  # noqa: PLC0415
@@ -143,7 +144,7 @@ def targets(
 
     kinds = router_kinds(routers, list(ROUTER_KINDS))
     try:
-        results = run_targets(data or default_data(), kinds, out, log=lambda m: typer.echo(m, err=True))
+        results = run_targets(data or default_data(), kinds, out, log=lambda m: typer.echo(m, err=True), seeds=seeds)
     except (ValueError, OSError) as exc:
         fail(str(exc))
     print_tables(results)

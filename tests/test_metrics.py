@@ -251,3 +251,24 @@ def test_targets_on_the_slice(bench_slice, embedder, tmp_path, monkeypatch) -> N
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert json.loads((tmp_path / "out" / "results.json").read_text())["routers"] == ["best-single", "knn", "broken"]
     assert "| knn |" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_targets_seed_spread(bench_slice, embedder, tmp_path) -> None:  # noqa: ANN001
+    """--seeds: seeded kinds get a spread whose first run is the row itself; unseeded kinds none."""
+    from evaluation.targets import run_targets, seed_spread, seeded
+
+    assert seeded("mf") and seeded("mlp") and not seeded("knn")
+    assert seed_spread([0.5, None, 0.7]) == {"values": [0.5, None, 0.7], "mean": 0.6, "min": 0.5, "max": 0.7,
+                                             "reached": 2, "runs": 3}
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "routerbench").symlink_to(bench_slice)
+    with pytest.raises(ValueError, match="seeds"):
+        run_targets(data, ["knn"], tmp_path / "out", embedder=embedder, seeds=0)
+    rb = run_targets(data, ["knn", "mlp"], tmp_path / "out", embedder=embedder, seeds=3)["sections"]["routerbench"]
+    spread = rb["rows"]["mlp"]["seeds"]["aiq"]
+    assert spread["runs"] == 3 and spread["values"][0] == rb["rows"]["mlp"]["aiq"]
+    assert spread["min"] <= spread["mean"] <= spread["max"]
+    assert len(set(spread["values"])) > 1  # the seed changes the fit
+    assert "seeds" not in rb["rows"]["knn"]
+    assert "AIQ over 3 seeds" in (tmp_path / "out" / "report.md").read_text()
