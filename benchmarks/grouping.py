@@ -1,16 +1,18 @@
 #!/usr/bin/env python
-"""Online grouping on vs off: requests per second and the latency the gateway adds, at
-concurrency 1, 16 and 64, against loopback experts.
+"""Online grouping off, on with a fixed window, and on with the adaptive window: requests per
+second and the latency the gateway adds, at concurrency 1, 16 and 64, against loopback experts.
 
-Starts the loopback expert and two gateways (`switchyard serve`, carrot over the 11 RouterBench
-experts), one with grouping on (`grouping.window_ms`, `grouping.max_batch`) and one with it off
-(per-request routing), each in its own process on a free 127.0.0.1 port. For each concurrency,
-closed-loop workers send routed requests (model="carrot") with an asyncio httpx client; the
-three modes (direct to the loopback expert, gateway grouping off, gateway grouping on) run one
+Starts the loopback expert and three gateways (`switchyard serve`, carrot over the 11
+RouterBench experts): grouping off (per-request routing), grouping on with a fixed window
+(`grouping.window_ms`, `grouping.max_batch`, `adaptive: false`) and grouping on with the
+adaptive window (no wait while no batch is being routed), each in its own process on a free
+127.0.0.1 port. For each concurrency, closed-loop workers send routed requests (model="carrot")
+with an asyncio httpx client; the four modes (direct to the loopback expert and the three
+gateways) run one
 after another in a shuffled order, `--rounds` times, so that noise hits them alike. By
 default the routed requests cycle through a warmed pool of 64 RouterBench prompts, so their
 embeddings are cached and the figures are routing and dispatch; with `--fresh` every request
-carries a prompt the gateway has not seen (both gateways get the same sequence), so each one is
+carries a prompt the gateway has not seen (every gateway gets the same sequence), so each one is
 embedded as live traffic is (on a busy CPU the embedding model then dominates).
 
 Added latency = the gateway's percentile minus the direct call's at the same concurrency. The
@@ -18,7 +20,7 @@ mean route batch (queries per router.predict) comes from each gateway's /metrics
 
     .venv/bin/python benchmarks/grouping.py [--requests N] [--rounds R] [--out DIR] [--fresh]
 
-Writes DIR/grouping.json and DIR/grouping.png. Everything runs on one machine (client, two
+Writes DIR/grouping.json and DIR/grouping.png. Everything runs on one machine (client,
 gateways, expert): compare the modes within a run, not across machines.
 """
 
@@ -59,13 +61,14 @@ from benchmarks.gateway_latency import (  # noqa: E402
 )
 
 CONCURRENCY = (1, 16, 64)
-MODES = ("direct", "grouping off", "grouping on")
+MODES = ("direct", "grouping off", "grouping on", "grouping adaptive")
 
 
 def write_configs(out: Path, artifact: Path, models: list[str], expert_url: str, window_ms: float, max_batch: int) -> dict[str, Path]:
     paths = {}
-    for mode, grouping in (("grouping off", {"enabled": False}), ("grouping on", {"enabled": True, "window_ms": window_ms,
-                                                                                   "max_batch": max_batch})):
+    on = {"enabled": True, "window_ms": window_ms, "max_batch": max_batch}
+    for mode, grouping in (("grouping off", {"enabled": False}), ("grouping on", {**on, "adaptive": False}),
+                           ("grouping adaptive", {**on, "adaptive": True})):
         folder = out / mode.replace(" ", "-")
         folder.mkdir(parents=True, exist_ok=True)
         path = write_gateway_config(folder, artifact, models, expert_url)
@@ -168,10 +171,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         expert.start(timeout=60)
         configs = write_configs(out, out / f"{ROUTER}.npz", models, expert.url, args.window_ms, args.max_batch)
         gateways = {m: gateway_server(configs[m], out / f"{m.replace(' ', '-')}.log", None) for m in MODES[1:]}
-        print("starting two gateways (each loads the embedding model first) ...", flush=True)
+        print(f"starting {len(gateways)} gateways (each loads the embedding model first) ...", flush=True)
         start_all(list(gateways.values()))
         urls = {"direct": expert.url, **{m: s.url for m, s in gateways.items()}}
-        model = {"direct": EXPERT, "grouping off": ROUTER, "grouping on": ROUTER}
+        model = {m: ROUTER for m in MODES} | {"direct": EXPERT}
         warm = pool[:64]
         for m in MODES:  # warm-up: connections, code paths; with --cached also every pooled prompt's embedding
             asyncio.run(burst(urls[m], model[m], warm, 8))
@@ -228,10 +231,10 @@ def show(rows: list[dict[str, Any]], cached: bool, args: argparse.Namespace) -> 
 
     print(f"\nrouted requests, {'a warmed pool of 64 prompts' if cached else 'every prompt new to the gateway (embedded)'}; "
           f"grouping on: window {args.window_ms:g} ms, max batch {args.max_batch}")
-    print(f"{'concurrency':>11}  {'mode':<13}{'n':>6}{'lost':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}"
+    print(f"{'concurrency':>11}  {'mode':<19}{'n':>6}{'lost':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}"
           f"{'route batch':>13}")
     for r in rows:
-        print(f"{r['concurrency']:>11}  {r['mode']:<13}{r['requests']:>6}{r['dropped']:>5}{r['rps']:>9.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+        print(f"{r['concurrency']:>11}  {r['mode']:<19}{r['requests']:>6}{r['dropped']:>5}{r['rps']:>9.1f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
               f"{f(r['added_p50_ms'], '11.2f'):>11}{f(r['added_p99_ms'], '11.2f'):>11}{f(r['mean_route_batch'], '13.1f'):>13}")
 
 
@@ -242,7 +245,7 @@ def plot(rows: list[dict[str, Any]], path: Path, cached: bool) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for m, style in zip(MODES, ("k:o", "C0-s", "C1-^")):
+    for m, style in zip(MODES, ("k:o", "C0-s", "C1-^", "C2-d")):
         rs = [r for r in rows if r["mode"] == m]
         a.plot([r["concurrency"] for r in rs], [r["rps"] for r in rs], style, label=m)
         if m != "direct":

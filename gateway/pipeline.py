@@ -150,7 +150,7 @@ class Gateway:
         if embedder is not None:
             on_batch = self.metrics.route_batch_size_observer()
             self.estimator = (
-                RouteBatcher(embedder, grouping.window_ms / 1000, grouping.max_batch, on_batch) if grouping.enabled
+                RouteBatcher(embedder, grouping.window_ms / 1000, grouping.max_batch, on_batch, grouping.adaptive) if grouping.enabled
                 else PerRequest(embedder, on_batch)
             )
         self.ledger = ledger

@@ -53,6 +53,8 @@ class GroupingConfig(BaseModel):
     enabled: bool = True
     window_ms: float = Field(default=2.0, ge=0, description="how long the first request of a batch waits for others")
     max_batch: int = Field(default=64, ge=1, description="a batch this full is routed at once")
+    adaptive: bool = Field(default=True, description="no wait while no batch is being routed: a lone request goes at once, "
+                           "requests arriving during a batch gather until it ends (window_ms at most)")
 
 
 class TimeoutConfig(BaseModel):

@@ -216,8 +216,8 @@ def test_grouping_routes_concurrent_requests_in_one_predict(loopback, serve_gate
 
     url, _ = loopback
     prompts = load_dataset(bench_slice).split("test").prompts[:6]
-    # A long window and a max batch of 6: the six concurrent requests fill one batch.
-    on = serve_gateway(url, grouping={"window_ms": 20_000, "max_batch": 6})
+    # A long fixed window and a max batch of 6: the six concurrent requests fill one batch.
+    on = serve_gateway(url, grouping={"window_ms": 20_000, "max_batch": 6, "adaptive": False})
     off = serve_gateway(url, grouping={"enabled": False})
     started = time.monotonic()
     grouped = _concurrently(on, prompts)
@@ -227,6 +227,21 @@ def test_grouping_routes_concurrent_requests_in_one_predict(loopback, serve_gate
     alone = _concurrently(off, prompts)
     assert metric(off, 'switchyard_route_batch_size_count{router="carrot"}') == 6
     assert grouped == alone  # batched routing decides exactly as per-request routing
+
+
+def test_adaptive_grouping_does_not_hold_a_lone_request(loopback, serve_gateway, bench_slice: Path) -> None:
+    """Adaptive (the default): with nothing being routed, a request goes at once; the 20 s
+    window only bounds how long requests gather while a batch runs."""
+    from evaluation.loaders import load_dataset
+
+    url, _ = loopback
+    prompts = load_dataset(bench_slice).split("test").prompts[:3]
+    gw = serve_gateway(url, grouping={"window_ms": 20_000, "max_batch": 64})
+    started = time.monotonic()
+    for p in prompts:
+        _concurrently(gw, [p])
+    assert time.monotonic() - started < 15  # a fixed window would have held each one 20 s
+    assert metric(gw, 'switchyard_route_batch_size_count{router="carrot"}') == 3
 
 
 def test_per_expert_concurrency_bound_holds_and_others_are_not_starved(loopback, serve_gateway) -> None:
