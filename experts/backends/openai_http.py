@@ -7,14 +7,13 @@ generation that keeps streaming is never cut).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from experts.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from experts.spec import ExpertSpec
@@ -30,14 +29,18 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Tries per expert before its first byte; waits are full-jitter exponential backoff."""
+    """Tries per expert before its first byte; waits are full-jitter exponential backoff
+    (uniform in [0, min(max_backoff_s, backoff_s * 2^retry)]), run by tenacity."""
 
     attempts: int = 3
     backoff_s: float = 0.05
     max_backoff_s: float = 1.0
 
-    def wait(self, retry: int) -> float:
-        return random.uniform(0.0, min(self.max_backoff_s, self.backoff_s * 2**retry))
+    def retrying(self, before_sleep: Callable[[RetryCallState], None] | None = None) -> AsyncRetrying:
+        return AsyncRetrying(stop=stop_after_attempt(self.attempts),
+                             wait=wait_random_exponential(multiplier=self.backoff_s, max=self.max_backoff_s),
+                             retry=retry_if_exception(lambda e: isinstance(e, UpstreamError) and e.retryable),
+                             before_sleep=before_sleep, reraise=True)
 
 
 def _error_message(resp: httpx.Response) -> str:
@@ -115,16 +118,8 @@ class OpenAIHTTPBackend:
 
     async def _send(self, expert: ExpertSpec, body: dict[str, Any], stream: bool) -> httpx.Response:
         """Send, retrying what failed before the first byte; a stream, once open, is never retried."""
-        for retry in range(self.retry.attempts):
-            try:
-                return await self._send_once(expert, body, stream)
-            except UpstreamError as exc:
-                if not exc.retryable or retry + 1 >= self.retry.attempts:
-                    raise
-            if self.on_retry is not None:
-                self.on_retry(expert.name)
-            await asyncio.sleep(self.retry.wait(retry))
-        raise AssertionError("unreachable")  # attempts >= 1
+        counted = None if self.on_retry is None else (lambda _state: self.on_retry(expert.name))
+        return await self.retry.retrying(counted)(self._send_once, expert, body, stream)
 
     async def _send_once(self, expert: ExpertSpec, body: dict[str, Any], stream: bool) -> httpx.Response:
         try:
