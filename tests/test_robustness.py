@@ -193,4 +193,6 @@ def test_suite_writes_results_report_and_plots(router, embedder, bench_slice, ro
     report = (out / "report.md").read_text()
     assert "| router |" in report and "over-routing" in report and "Confounder gadgets" in report
     assert "as the gateway runs it" in report
+    clean = report.split("## 4. Defence on clean prompts")[1].split("### The defence as the gateway runs it")[0]
+    assert "| carrot | prompt_set |" in clean and "| carrot | routerbench_test |" in clean  # its own rows, not the gateway's
     assert res["seconds"] > 0 and any("| router |" in line for line in logs)

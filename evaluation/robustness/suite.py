@@ -534,6 +534,8 @@ def render_tables(results: dict[str, Any]) -> dict[str, str]:
                          f"{e['quality_without_defence']:.3f} / {e['quality_with_defence']:.3f}",
                          "-" if "cost_without_defence" not in e else
                          f"{e['cost_without_defence']:.6f} / {e['cost_with_defence']:.6f}"])
+    tables["defence_clean"] = _table(["router", "clean prompts", "n", "checked", "false positives", "pick changed",
+                                      "quality (data) without / with", "$ (data) without / with"], rows)
     rows = []
     for n in names:
         clean = results["defence_clean"][n]
@@ -547,8 +549,6 @@ def render_tables(results: dict[str, Any]) -> dict[str, str]:
     tables["defence_gateway"] = _table(["router", "gadget", "setting", "n", "detection (upgraded)", "flagged (all prefixed)",
                                         "false positives: prompt set", "false positives: RouterBench test",
                                         "agrees with batch check"], rows)
-    tables["defence_clean"] = _table(["router", "clean prompts", "n", "checked", "false positives", "pick changed",
-                                      "quality (data) without / with", "$ (data) without / with"], rows)
     return tables
 
 
