@@ -38,6 +38,7 @@ from evaluation.metrics import (
     outcome,
     single_model_points,
     sweep,
+    sweep_estimates,
 )
 
 REFERENCE_MODEL = "gpt-4-1106-preview"
@@ -56,6 +57,21 @@ def _fit(kind: str, models: list[str], x: np.ndarray, data, seed: int | None = N
     from routers.artifacts import build_router  # noqa: PLC0415
 
     return build_router(kind, models, **({} if seed is None else {"seed": seed})).fit(x, data)
+
+
+def task_means(train, tasks: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Evaluation-only reference: each prompt estimated by its TRUE task's train means of score
+    and cost. What a router earns from knowing the task and nothing about the prompt."""
+    t_train, t = np.asarray(train.tasks), np.asarray(tasks)
+    overall_q, overall_c = np.nanmean(train.scores, axis=0), np.nanmean(train.costs, axis=0)
+    q = np.tile(overall_q, (len(t), 1))
+    c = np.tile(overall_c, (len(t), 1))
+    for name in np.unique(t):
+        seen = t_train == name
+        if seen.any():
+            q[t == name] = np.nanmean(train.scores[seen], axis=0)
+            c[t == name] = np.nanmean(train.costs[seen], axis=0)
+    return np.nan_to_num(q), np.nan_to_num(c)
 
 
 def seeded(kind: str) -> bool:
@@ -92,6 +108,7 @@ def routerbench_section(folder: Path, kinds: list[str], embedder, log: Log,  # n
     (the artifact `switchyard train` writes) and gains the spread over all seeds, because on this
     slice the seed moves AIQ about as much as the choice of router does."""
     from evaluation.loaders import load_dataset  # noqa: PLC0415
+    from routers.base import cost_reference, fill_missing  # noqa: PLC0415
 
     data = load_dataset(folder)
     train, test = data.split("train"), data.split("test")
@@ -125,6 +142,9 @@ def routerbench_section(folder: Path, kinds: list[str], embedder, log: Log,  # n
                                                for m, (c, q) in zip(data.models, single)})
     orc = oracle_points(test.scores, test.costs, weights)
     rows["oracle"] = row(orc, kind="reference", quality_at_w0=_rounded(orc[0].quality))
+    tq, tc = task_means(train, test.tasks)
+    by_task = sweep_estimates(tq, tc, cost_reference(fill_missing(train.costs)), test.scores, test.costs, weights)
+    rows["task means (true task)"] = row(by_task, kind="reference", quality_at_w0=_rounded(by_task[0].quality))
     failures: dict[str, str] = {}
     for kind in _progress(kinds, "routerbench"):
         started = time.perf_counter()

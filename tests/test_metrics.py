@@ -241,7 +241,9 @@ def test_targets_on_the_slice(bench_slice, embedder, tmp_path, monkeypatch) -> N
     logged: list[str] = []
     results = run_targets(data, ["best-single", "knn", "broken"], tmp_path / "out", embedder=embedder, log=logged.append)
     rb = results["sections"]["routerbench"]
-    assert set(rb["rows"]) == {"single models (hull)", "oracle", "best-single", "knn"}
+    assert set(rb["rows"]) == {"single models (hull)", "oracle", "task means (true task)", "best-single", "knn"}
+    # knowing the task beats one model everywhere, and the per-prompt oracle beats knowing the task
+    assert rb["rows"]["single models (hull)"]["aiq"] < rb["rows"]["task means (true task)"]["aiq"] < rb["rows"]["oracle"]["aiq"]
     assert "cannot fit" in rb["failures"]["broken"] and any("skipped broken" in m for m in logged)
     assert rb["rows"]["oracle"]["aiq"] >= rb["rows"]["knn"]["aiq"] > 0.5
     # best-single's points are single models' test points, so its hull lies under theirs
