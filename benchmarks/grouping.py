@@ -109,24 +109,23 @@ def batch_totals(url: str) -> tuple[float, float]:
     return count, total
 
 
-async def burst(url: str, model: str, prompts: list[str], concurrency: int) -> tuple[list[float], float, int]:
+async def burst(url: str, model: str, prompts: list[str], concurrency: int) -> tuple[list[float], float, list[str]]:
     """`len(prompts)` requests from `concurrency` closed-loop workers: latencies (ms) of the
-    answered ones, wall time (s), and how many failed in transport (a dropped connection is
-    counted, not retried, so it cannot hide in the figures)."""
+    answered ones, wall time (s), and the transport failures (a dropped connection is counted,
+    not retried, so it cannot hide in the figures; each as "ExceptionType: message")."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
-    dropped = 0
+    dropped: list[str] = []
     queue = iter(prompts)
     async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits) as client:
 
         async def worker() -> None:
-            nonlocal dropped
             for prompt in queue:
                 t0 = time.perf_counter()
                 try:
                     r = await client.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": prompt}]})
-                except httpx.TransportError:
-                    dropped += 1
+                except httpx.TransportError as exc:
+                    dropped.append(f"{type(exc).__name__}: {exc}"[:200])
                     continue
                 elapsed = time.perf_counter() - t0
                 if r.status_code != 200 or not r.json()["choices"][0]["message"]["content"]:
@@ -166,7 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     samples: dict[tuple[int, str], list[float]] = {}
     walls: dict[tuple[int, str], float] = {}
     batches: dict[tuple[int, str], list[float]] = {}
-    dropped: dict[tuple[int, str], int] = {}
+    dropped: dict[tuple[int, str], list[str]] = {}
     try:
         expert.start(timeout=60)
         configs = write_configs(out, out / f"{ROUTER}.npz", models, expert.url, args.window_ms, args.max_batch)
@@ -190,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for m in order:
                     before = batch_totals(urls[m]) if m != "direct" else (0.0, 0.0)
                     lat, wall, lost = asyncio.run(burst(urls[m], model[m], prompts, c))
-                    dropped[(c, m)] = dropped.get((c, m), 0) + lost
+                    dropped.setdefault((c, m), []).extend(lost)
                     samples.setdefault((c, m), []).extend(lat)
                     walls[(c, m)] = walls.get((c, m), 0.0) + wall
                     if m != "direct":
@@ -209,7 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             s = stats(samples[(c, m)])
             calls = sum(batches.get((c, m), [0.0, 0.0])[0::2])
             queries = sum(batches.get((c, m), [0.0, 0.0])[1::2])
-            rows.append({"concurrency": c, "mode": m, "requests": s["n"], "dropped": dropped[(c, m)],
+            rows.append({"concurrency": c, "mode": m, "requests": s["n"], "dropped": len(dropped[(c, m)]), "dropped_why": sorted(set(dropped[(c, m)])),
                          "rps": s["n"] / walls[(c, m)], "p50_ms": s["p50"],
                          "p99_ms": s["p99"], "added_p50_ms": None if m == "direct" else s["p50"] - base["p50"],
                          "added_p99_ms": None if m == "direct" else s["p99"] - base["p99"],

@@ -136,9 +136,9 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     ledger = UsageLedger(store, settings.rate_limit_window_s)
     access = ClientAccess(store, settings.api_keys, settings.rate_limit_window_s, metrics)
     defence = PrefixDefence.for_embedder(embedder, **settings.defence.params) if settings.defence.enabled and embedder else None
+    drain = Drain(settings.shutdown.drain_timeout_s)  # also counts the requests in flight, for adaptive grouping
     gateway = Gateway(routers, settings.default_router, registry, query_embedder, dispatcher, metrics, settings.grouping,
-                      ledger=ledger, failover=failover, defence=defence)
-    drain = Drain(settings.shutdown.drain_timeout_s)
+                      ledger=ledger, failover=failover, defence=defence, in_flight=lambda: drain.inflight)
 
     async def declare_config_experts(target: Any) -> None:  # also when Redis returns, maybe empty
         for spec in settings.experts:

@@ -53,9 +53,9 @@ class RouteBatcher:
     """Grouping on: one embedding call and one predict per router for each window's queries."""
 
     def __init__(self, embedder: QueryEmbedder, window_s: float, max_batch: int, on_batch: OnBatch,
-                 adaptive: bool = False) -> None:
+                 alone: Callable[[], bool] | None = None) -> None:
         self.embedder, self.on_batch = embedder, on_batch
-        self._window: Window[_Waiting] = Window(window_s, max_batch, self._run, adaptive)
+        self._window: Window[_Waiting] = Window(window_s, max_batch, self._run, alone)
 
     async def estimate(self, name: str, router: Router, text: str) -> Estimates:
         fut: asyncio.Future[Estimates] = asyncio.get_running_loop().create_future()

@@ -133,6 +133,7 @@ class Gateway:
         ledger: UsageLedger | None = None,
         failover: Failover | None = None,
         defence: PrefixDefence | None = None,
+        in_flight: Callable[[], int] | None = None,
     ) -> None:
         self.failover = failover or Failover(metrics)
         self.defence = defence  # settings.defence: screens router requests for prefix gadgets
@@ -150,7 +151,9 @@ class Gateway:
         if embedder is not None:
             on_batch = self.metrics.route_batch_size_observer()
             self.estimator = (
-                RouteBatcher(embedder, grouping.window_ms / 1000, grouping.max_batch, on_batch, grouping.adaptive) if grouping.enabled
+                RouteBatcher(embedder, grouping.window_ms / 1000, grouping.max_batch, on_batch,
+                             alone=(lambda: in_flight() <= 1) if grouping.adaptive and in_flight is not None else None)
+                if grouping.enabled
                 else PerRequest(embedder, on_batch)
             )
         self.ledger = ledger

@@ -53,8 +53,8 @@ class GroupingConfig(BaseModel):
     enabled: bool = True
     window_ms: float = Field(default=2.0, ge=0, description="how long the first request of a batch waits for others")
     max_batch: int = Field(default=64, ge=1, description="a batch this full is routed at once")
-    adaptive: bool = Field(default=True, description="no wait while no batch is being routed: a lone request goes at once, "
-                           "requests arriving during a batch gather until it ends (window_ms at most)")
+    adaptive: bool = Field(default=True, description="a request that arrives while no other request is in flight is routed "
+                           "at once instead of waiting out the window for company that is not coming")
 
 
 class TimeoutConfig(BaseModel):
@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     timeouts: TimeoutConfig = TimeoutConfig()
     grouping: GroupingConfig = GroupingConfig()
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    keep_alive_s: int = Field(default=75, ge=1, description="how long an idle client connection stays open. Keep it above the "
+                              "load balancer's idle timeout (AWS ALB: 60 s), or the gateway closes connections the balancer is "
+                              "about to reuse; uvicorn's 5 s default also races clients on a stalled, overloaded event loop")
     registry_refresh_s: float = Field(default=1.0, gt=0)
     rate_limit_window_s: float = Field(default=60.0, gt=0, description="the window keys' rpm/tpm count over (60: per minute)")
     logging: LogConfig = LogConfig()

@@ -2,10 +2,12 @@
 `max_batch` of them), then handed to `run` together as one task. Each item carries its own
 future, which `run` settles. The query embedder and the route batcher both gather this way.
 
-Adaptive mode batches only while busy: an item that arrives while no batch is running goes out
-on the next pass of the event loop (with whatever arrived in the same pass), so a lone request
-never waits for company that is not coming; items that arrive while a batch runs gather until
-it ends (or `window_s`, or `max_batch`), which is when grouping pays."""
+Adaptive mode (`alone` given) waits only when company can come: when the first item of a batch
+arrives and `alone()` says no other request is in flight, it goes out on the next pass of the
+event loop (with whatever arrived in the same pass), so a lone request never waits for company
+that is not coming; otherwise the window opens as in fixed mode. (Keying this on "no batch
+running" instead sent most batches at once under load, where routing is a small part of each
+request, and cost a fifth of the throughput at saturation in benchmarks/grouping.py.)"""
 
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ T = TypeVar("T")
 
 class Window(Generic[T]):
     def __init__(self, window_s: float, max_batch: int, run: Callable[[list[T]], Awaitable[None]],
-                 adaptive: bool = False) -> None:
-        self.window_s, self.max_batch, self.run, self.adaptive = window_s, max_batch, run, adaptive
+                 alone: Callable[[], bool] | None = None) -> None:
+        self.window_s, self.max_batch, self.run, self.alone = window_s, max_batch, run, alone
         self._pending: list[T] = []
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # strong references until each batch is done
@@ -30,9 +32,9 @@ class Window(Generic[T]):
             self.flush()
         elif self._timer is None:
             loop = asyncio.get_running_loop()
-            # A zero window (or an idle adaptive one) still groups the items that arrive in the
+            # A zero window (or a lone adaptive item) still groups the items that arrive in the
             # same pass of the loop.
-            wait = self.window_s > 0 and not (self.adaptive and not self._tasks)
+            wait = self.window_s > 0 and not (self.alone is not None and self.alone())
             self._timer = loop.call_later(self.window_s, self.flush) if wait else loop.call_soon(self.flush)
 
     def flush(self) -> None:
@@ -43,9 +45,4 @@ class Window(Generic[T]):
         if batch:
             task = asyncio.get_running_loop().create_task(self.run(batch))
             self._tasks.add(task)
-            task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if self.adaptive and not self._tasks and self._pending:
-            self.flush()  # the busy spell is over: what gathered during it goes now
+            task.add_done_callback(self._tasks.discard)

@@ -50,7 +50,8 @@ def serve(config: Path, host: str, port: int, workers: int) -> None:
     if workers == 1:
         from gateway.app import create_app  # noqa: PLC0415
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=logs, access_log=False)
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=logs, access_log=False,
+                    timeout_keep_alive=settings.keep_alive_s)
         return
     _check_shared_store(settings, workers)
     from gateway.app import load_routers  # noqa: PLC0415
@@ -64,7 +65,7 @@ def serve(config: Path, host: str, port: int, workers: int) -> None:
     # busy machine); uvicorn's 5 s default kills and respawns workers that are merely starting.
     try:
         uvicorn.run("gateway.factory:app_from_env", factory=True, workers=workers, host=host, port=port, log_config=logs,
-                    access_log=False, timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
+                    access_log=False, timeout_worker_healthcheck=WORKER_HEALTHCHECK_S, timeout_keep_alive=settings.keep_alive_s)
     finally:
         if ours:
             shutil.rmtree(ours, ignore_errors=True)

@@ -65,3 +65,35 @@ def test_sigterm_drains_in_flight_streams_and_refuses_new_requests(loopback, tmp
         assert long[-1].startswith("data: {") and json.loads(long[-1].removeprefix("data: "))["error"]["code"] == "shutting_down" and len(long) < 7
         assert gw.proc.wait(15) is not None
     assert "Traceback" not in (tmp_path / "gateway.log").read_text()
+
+
+def test_served_keep_alive_comes_from_the_config(tmp_path: Path) -> None:
+    """`keep_alive_s` reaches uvicorn: an idle client connection outlives 1 s at keep_alive_s = 3
+    and is closed by the server after it (uvicorn's own default is 5 s)."""
+    import socket
+
+    config = tmp_path / "gateway.yaml"  # no router: starts fast; one (never called) expert makes it ready
+    config.write_text(yaml.safe_dump({"keep_alive_s": 3, "health": {"enabled": False},
+                                      "experts": expert_config(["short"], "http://127.0.0.1:9")}))
+
+    def response(sock: socket.socket) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = next(int(v) for k, _, v in (ln.partition(b":") for ln in head.split(b"\r\n")) if k.lower() == b"content-length")
+        while len(body) < length:
+            body += sock.recv(4096)
+        return head
+
+    with GatewayProcess(config, tmp_path / "gateway.log") as gw:
+        request = f"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n\r\n".encode()
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+            sock.sendall(request)
+            assert response(sock).startswith(b"HTTP/1.1 200")
+            time.sleep(1.0)
+            sock.sendall(request)  # still open after 1 s idle: the same connection answers
+            assert response(sock).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            assert sock.recv(4096) == b""  # then the server closes it, once idle for keep_alive_s
+            assert 2.0 < time.monotonic() - started < 8.0

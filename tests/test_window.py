@@ -38,36 +38,35 @@ def test_fixed_window_waits_for_company() -> None:
     assert asyncio.run(main()) == [[1, 2]]
 
 
-def test_adaptive_window_sends_at_once_when_idle_and_gathers_while_busy() -> None:
+def test_adaptive_window_sends_a_lone_item_at_once_and_waits_when_company_can_come() -> None:
     async def main() -> list[list[int]]:
         batches, release, run = _recorder()
-        w = Window(10.0, 64, run, adaptive=True)  # the 10 s window never elapses in this test
+        release.set()
+        others = {"n": 0}  # requests in flight besides the one adding
+        w = Window(0.05, 64, run, alone=lambda: others["n"] == 0)
         w.add(1)
         w.add(2)  # same pass of the loop: goes with 1
         await _passes()
         assert batches == [[1, 2]]
-        for i in (3, 4, 5):  # arrive while [1, 2] is being routed
-            w.add(i)
-            await _passes()
+        others["n"] = 3  # now others are in flight: the window opens
+        w.add(3)
+        await _passes()
         assert batches == [[1, 2]]
-        release.set()  # the busy spell ends: what gathered goes at once
-        await _passes(6)
+        w.add(4)
+        await asyncio.sleep(0.1)
         return batches
 
-    assert asyncio.run(main()) == [[1, 2], [3, 4, 5]]
+    assert asyncio.run(main()) == [[1, 2], [3, 4]]
 
 
 def test_adaptive_window_still_flushes_a_full_batch() -> None:
     async def main() -> list[list[int]]:
         batches, release, run = _recorder()
-        w = Window(10.0, 2, run, adaptive=True)
-        w.add(0)
-        await _passes()
-        for i in (1, 2, 3):
+        release.set()
+        w = Window(10.0, 2, run, alone=lambda: False)  # never alone: only max_batch flushes
+        for i in (1, 2, 3, 4):
             w.add(i)
         await _passes()
-        release.set()
-        await _passes(6)
         return batches
 
-    assert asyncio.run(main()) == [[0], [1, 2], [3]]
+    assert asyncio.run(main()) == [[1, 2], [3, 4]]
