@@ -19,6 +19,9 @@ def test_task_splits_hold_each_task_out(bench_slice: Path) -> None:
     for task, out_rows, in_rows, test_rows in experiments:
         assert task not in set(tasks[out_rows]) and task in set(tasks[in_rows])
         assert set(tasks[test_rows]) == {task} and not set(test_rows) & set(in_rows)
+    # a task with train rows but no test rows is no experiment (nothing to measure), not a NaN row
+    no_test = data.subset(np.flatnonzero(~((tasks == "mbpp") & (np.asarray(data.splits) == "test"))))
+    assert [e[0] for e in task_splits(no_test)] == ["arc-challenge", "winogrande"]
 
 
 def test_generalization_suite(bench_slice: Path, embedder, tmp_path: Path) -> None:
