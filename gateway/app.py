@@ -124,7 +124,9 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     store = resilient(make_store(settings.store_url), settings.store_retry_s, lambda down: metrics.store_degraded.set(int(down)))
     registry = ExpertRegistry(store, settings.registry_refresh_s)
     query_embedder = (
-        QueryEmbedder(embedder, settings.embedding.cache_size, settings.embedding.batch_window_ms / 1000, settings.embedding.max_batch)
+        QueryEmbedder(embedder, settings.embedding.cache_size, settings.embedding.batch_window_ms / 1000, settings.embedding.max_batch,
+                      shared=store if settings.embedding.shared_cache else None, shared_ttl_s=settings.embedding.shared_ttl_s,
+                      on_lookup=lambda source, n: metrics.embedding_lookups.labels(source).inc(n))
         if embedder
         else None
     )

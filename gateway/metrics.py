@@ -39,6 +39,11 @@ class Metrics:
         self.upstream_errors = Counter(
             "switchyard_upstream_errors_total", "Upstream failures, by expert and code.", ["expert", "code"], registry=self.registry
         )
+        self.embedding_lookups = Counter(
+            "switchyard_embedding_lookups_total",
+            "Query embeddings by where they came from: local (this process's LRU), shared (the store's cache), computed.",
+            ["source"], registry=self.registry,
+        )
         # Online grouping (gateway/batching.py) and the per-expert queues (experts/queues.py).
         self.route_batch_size = Histogram(
             "switchyard_route_batch_size", "Queries per router.predict call (1 each with grouping off).", ["router"],

@@ -43,6 +43,8 @@ class EmbeddingConfig(BaseModel):
     cache_size: int = Field(default=100_000, ge=0)
     batch_window_ms: float = Field(default=2.0, ge=0)
     max_batch: int = Field(default=64, ge=1)
+    shared_cache: bool = Field(default=True, description="with a Redis store, replicas share query embeddings through it")
+    shared_ttl_s: float = Field(default=86_400.0, gt=0, description="how long a shared embedding lives in Redis")
 
 
 class GroupingConfig(BaseModel):

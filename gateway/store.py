@@ -1,13 +1,15 @@
 """Shared state: in-process memory (the embedded default) or Redis (several workers/replicas).
 
 Both hold the expert registry as name -> spec JSON, and the client keys, their rate-limit
-windows and the usage ledger (gateway/limits.py has the rules, gateway/redis_scripts.py the
+windows and the usage ledger; Redis also holds the query-embedding cache that replicas share
+(the memory store has none: the process's own LRU is the cache there) (gateway/limits.py has the rules, gateway/redis_scripts.py the
 same rules in Lua). Redis calls use short socket timeouts so a dead Redis turns into a
 StoreError quickly instead of a hanging request.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from abc import ABC, abstractmethod
@@ -25,6 +27,7 @@ PREFIX = "switchyard:"
 EXPERTS_KEY = PREFIX + "experts"
 KEYS_KEY = PREFIX + "keys"
 BY_HASH_KEY = PREFIX + "keys:by_hash"
+VECTOR_PREFIX = PREFIX + "emb:"
 USAGE_KINDS = ("key", "router", "expert")
 USAGE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cost_usd")
 
@@ -72,6 +75,13 @@ class Store(ABC):
 
     @abstractmethod
     async def usage(self) -> Usage: ...
+
+    async def get_vectors(self, keys: list[str]) -> list[bytes | None]:
+        """Cached query embeddings by key (None where absent). No shared cache by default."""
+        return [None] * len(keys)
+
+    async def put_vectors(self, vectors: dict[str, bytes], ttl_s: float) -> None:
+        """Share embeddings with the other replicas for `ttl_s` (a no-op without a shared cache)."""
 
     async def close(self) -> None:
         return None
@@ -226,6 +236,20 @@ class RedisStore(RedisBreakerMixin, Store):
                 rows = await self._call(pipe.execute())
             out[f"{kind}s"] = {n: {f: (float if f == "cost_usd" else int)(r.get(f, 0)) for f in USAGE_FIELDS} for n, r in zip(names, rows)}
         return out
+
+    async def get_vectors(self, keys: list[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        found = await self._call(self._redis.mget([VECTOR_PREFIX + k for k in keys]))
+        return [None if v is None else base64.b64decode(v) for v in found]  # the client decodes text: vectors travel as base64
+
+    async def put_vectors(self, vectors: dict[str, bytes], ttl_s: float) -> None:
+        if not vectors:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key, blob in vectors.items():
+            pipe.set(VECTOR_PREFIX + key, base64.b64encode(blob).decode("ascii"), ex=max(1, int(ttl_s)))
+        await self._call(pipe.execute())
 
     async def close(self) -> None:
         await self._redis.aclose()
