@@ -5,7 +5,7 @@ second and the latency the gateway adds, at concurrency 1, 16 and 64, against lo
 Starts the loopback expert and three gateways (`switchyard serve`, carrot over the 11
 RouterBench experts): grouping off (per-request routing), grouping on with a fixed window
 (`grouping.window_ms`, `grouping.max_batch`, `adaptive: false`) and grouping on with the
-adaptive window (no wait while no batch is being routed), each in its own process on a free
+adaptive window (no wait when no other request is on its way to routing), each in its own process on a free
 127.0.0.1 port. For each concurrency, closed-loop workers send routed requests (model="carrot")
 with an asyncio httpx client; the four modes (direct to the loopback expert and the three
 gateways) run one

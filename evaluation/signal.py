@@ -6,8 +6,8 @@ README's reading of the RouterBench targets.
 1. Probe: within each task, for each model, a logistic regression on the prompt embeddings
    (5-fold cross-validated on the train split, L2 by default) predicts whether the model is
    right; its out-of-fold ROC AUC says how well the embedding separates that model's right
-   answers from its wrong ones (0.5 = no signal). Prompt length (characters of the question)
-   gets the same AUC, as a baseline feature.
+   answers from its wrong ones (0.5 = no signal). The same probe on the question's length
+   alone (one standardized feature) is the baseline.
 2. Question only: the RouterBench prompts are few-shot (the same worked examples before every
    question of a task); each router kind's test AIQ when it embeds the whole prompt (tail cut,
    the default) against only the last block (the question).
@@ -53,20 +53,11 @@ def probe_auc(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> fl
     return float(roc_auc_score(y, out))
 
 
-def length_auc(lengths: np.ndarray, y: np.ndarray) -> float:
-    """AUC of prompt length as a score, oriented so that 0.5 is no signal and above is signal."""
-    from sklearn.metrics import roc_auc_score  # noqa: PLC0415
-
-    if len(np.unique(y)) < 2:
-        return float("nan")
-    auc = float(roc_auc_score(y, lengths))
-    return max(auc, 1.0 - auc)
-
-
 def probes(data, x: np.ndarray) -> dict[str, dict[str, dict[str, float]]]:  # noqa: ANN001
     """{task: {model: {"embedding": auc, "length": auc}}} on `data` (the train split)."""
     tasks = np.asarray(data.tasks)
     lengths = np.array([len(question(p)) for p in data.prompts], dtype=np.float64)
+    lengths = ((lengths - lengths.mean()) / (lengths.std() or 1.0))[:, None]
     out: dict[str, dict[str, dict[str, float]]] = {}
     for task in sorted(set(data.tasks)):
         rows = np.flatnonzero(tasks == task)
@@ -75,7 +66,7 @@ def probes(data, x: np.ndarray) -> dict[str, dict[str, dict[str, float]]]:  # no
             y = data.scores[rows, j]
             known = np.isfinite(y)
             y = (y[known] >= 0.5).astype(int)
-            out[task][model] = {"embedding": probe_auc(x[rows][known], y), "length": length_auc(lengths[rows][known], y)}
+            out[task][model] = {"embedding": probe_auc(x[rows][known], y), "length": probe_auc(lengths[rows][known], y)}
     return out
 
 
@@ -107,6 +98,15 @@ def router_study(train, test, x_train: np.ndarray, x_test: np.ndarray, q_train: 
         out[kind] = {"aiq_whole_prompt": aiq_whole, "aiq_question_only": aiq_q, "aiq_missing_as_wrong": aiq_zero,
                      "match_cost_share": match_whole, "match_cost_share_missing_as_wrong": match_zero}
     return out
+
+
+def _finite(obj: Any) -> Any:
+    """NaN (no AUC for a single-class cell, a cost target not reached) as null: valid JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def plot(auc: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
@@ -148,7 +148,7 @@ def run(data_path: Path, out: Path, kinds: Sequence[str] = KINDS) -> dict[str, A
     auc = probes(train, x_train)
     result = {"data": str(data_path), "probe_auc": auc, "routers": router_study(train, test, x_train, x_test, q_train, q_test, kinds)}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2))
+    (out / "results.json").write_text(json.dumps(_finite(result), indent=2))
     plot(auc, out / "signal.png")
     return result
 

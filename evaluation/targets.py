@@ -151,13 +151,13 @@ def routerbench_section(folder: Path, kinds: list[str], embedder, log: Log,  # n
         try:
             router = _fit(kind, train.models, x_train, train)
             points = sweep(router, x_test, test.scores, test.costs, weights)
-            rows[kind] = row(points, kind="router", quality_at_w0=_rounded(points[0].quality),
-                             seconds=round(time.perf_counter() - started, 2))
-            if seeds > 1 and seeded(kind):
-                runs = [rows[kind]] + [row(sweep(_fit(kind, train.models, x_train, train, seed=s), x_test, test.scores,
-                                                 test.costs, weights)) for s in range(1, seeds)]
-                rows[kind]["seeds"] = {"aiq": seed_spread([r["aiq"] for r in runs]),
-                                       "cost_at_ref_quality": seed_spread([r["cost_at_ref_quality"] for r in runs])}
+            result = row(points, kind="router", quality_at_w0=_rounded(points[0].quality))
+            if seeds > 1 and seeded(kind):  # all seeds or none: a kind is a row or a failure, never both
+                runs = [result] + [row(sweep(_fit(kind, train.models, x_train, train, seed=s), x_test, test.scores,
+                                             test.costs, weights)) for s in range(1, seeds)]
+                result["seeds"] = {"aiq": seed_spread([r["aiq"] for r in runs]),
+                                   "cost_at_ref_quality": seed_spread([r["cost_at_ref_quality"] for r in runs])}
+            rows[kind] = result | {"seconds": round(time.perf_counter() - started, 2)}
         except Exception as exc:  # noqa: BLE001 - one broken kind must not stop the table
             failures[kind] = _reason(exc)
             log(f"routerbench: skipped {kind}: {failures[kind]}")

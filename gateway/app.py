@@ -138,9 +138,9 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     ledger = UsageLedger(store, settings.rate_limit_window_s)
     access = ClientAccess(store, settings.api_keys, settings.rate_limit_window_s, metrics)
     defence = PrefixDefence.for_embedder(embedder, **settings.defence.params) if settings.defence.enabled and embedder else None
-    drain = Drain(settings.shutdown.drain_timeout_s)  # also counts the requests in flight, for adaptive grouping
     gateway = Gateway(routers, settings.default_router, registry, query_embedder, dispatcher, metrics, settings.grouping,
-                      ledger=ledger, failover=failover, defence=defence, in_flight=lambda: drain.inflight)
+                      ledger=ledger, failover=failover, defence=defence)
+    drain = Drain(settings.shutdown.drain_timeout_s)
 
     async def declare_config_experts(target: Any) -> None:  # also when Redis returns, maybe empty
         for spec in settings.experts:
@@ -181,11 +181,12 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions", openapi_extra=CHAT_SCHEMA)
     async def chat_completions(request: Request) -> Response:
-        await access.admit(request)
-        req = parse_body(await read_body(request, settings.max_body_bytes), ChatCompletionRequest)
-        if settings.logging.prompts:
-            current().prompt = req.query_text()
-        plan = await gateway.plan(req)
+        with gateway.routing():
+            await access.admit(request)
+            req = parse_body(await read_body(request, settings.max_body_bytes), ChatCompletionRequest)
+            if settings.logging.prompts:
+                current().prompt = req.query_text()
+            plan = await gateway.plan(req)
         if not req.stream:
             try:
                 data = await unless_disconnected(request, gateway.complete(req, plan))
@@ -205,11 +206,12 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
 
     @app.post("/v1/route")
     async def route(request: Request) -> JSONResponse:
-        await access.admit(request)
-        req = parse_body(await read_body(request, settings.max_body_bytes), RouteRequest)
-        if settings.logging.prompts:
-            current().prompt = req.query_text()
-        plan = await gateway.plan(req)
+        with gateway.routing():
+            await access.admit(request)
+            req = parse_body(await read_body(request, settings.max_body_bytes), RouteRequest)
+            if settings.logging.prompts:
+                current().prompt = req.query_text()
+            plan = await gateway.plan(req)
         return JSONResponse({"object": "routing.decision", **plan.metadata()}, headers=plan.headers())
 
     @app.get("/v1/models")

@@ -28,6 +28,9 @@ log = logging.getLogger("switchyard.store")
 
 # Writes replayed into Redis on recovery: the registry, and API keys created or revoked meanwhile.
 JOURNALLED = frozenset({"put_expert", "delete_expert", "create_key", "revoke_key"})
+# Cache calls: their failure is the caller's miss, not a reason to take the whole store local
+# (a slow pipelined write of vectors must not flip rate limits and keys to local state).
+CACHE_ONLY = frozenset({"get_vectors", "put_vectors"})
 KEY_SYNC_S = 5.0  # how stale the local copy of the API keys may be when an outage starts
 
 
@@ -54,6 +57,9 @@ class DegradableStore:
             return target
 
         async def call(*args: Any, **kwargs: Any) -> Any:
+            if name in CACHE_ONLY:
+                store = self.local if self.degraded_since is not None else self.primary
+                return await getattr(store, name)(*args, **kwargs)  # a StoreError reaches the caller
             if self.degraded_since is None:
                 try:
                     result = await getattr(self.primary, name)(*args, **kwargs)

@@ -39,6 +39,7 @@ class QueryEmbedder:
         self.shared, self.shared_ttl_s = shared, shared_ttl_s
         self.on_lookup = on_lookup or (lambda _source, _n: None)
         self._window: Window[tuple[str, str, asyncio.Future[np.ndarray]]] = Window(window_s, max_batch, self._run)
+        self._writes: set[asyncio.Task[None]] = set()  # shared-cache writes in the background, held until done
 
     async def embed(self, text: str) -> np.ndarray:
         key = text_key(self.embedder.cache_id, text)
@@ -72,7 +73,10 @@ class QueryEmbedder:
             computed = dict(zip(todo, vecs))
             out |= computed
             self.on_lookup("computed", len(computed))
-            await self._to_shared(computed)
+            if self.shared is not None:  # the waiters need not wait for Redis to take a copy
+                task = asyncio.get_running_loop().create_task(self._to_shared(computed))
+                self._writes.add(task)
+                task.add_done_callback(self._writes.discard)
         for key, vec in out.items():
             self.cache.put(key, vec)
         return out
@@ -91,8 +95,7 @@ class QueryEmbedder:
         return out
 
     async def _to_shared(self, vectors: dict[str, np.ndarray]) -> None:
-        if self.shared is None:
-            return
+        assert self.shared is not None
         try:
             await self.shared.put_vectors({k: np.asarray(v, dtype=np.float32).tobytes() for k, v in vectors.items()}, self.shared_ttl_s)
         except StoreError as exc:

@@ -9,7 +9,8 @@ predict run batched across concurrent requests (gateway/batching.py).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -133,7 +134,6 @@ class Gateway:
         ledger: UsageLedger | None = None,
         failover: Failover | None = None,
         defence: PrefixDefence | None = None,
-        in_flight: Callable[[], int] | None = None,
     ) -> None:
         self.failover = failover or Failover(metrics)
         self.defence = defence  # settings.defence: screens router requests for prefix gadgets
@@ -152,13 +152,28 @@ class Gateway:
             on_batch = self.metrics.route_batch_size_observer()
             self.estimator = (
                 RouteBatcher(embedder, grouping.window_ms / 1000, grouping.max_batch, on_batch,
-                             alone=(lambda: in_flight() <= 1) if grouping.adaptive and in_flight is not None else None)
+                             alone=(lambda: self.unrouted == 1) if grouping.adaptive else None)
                 if grouping.enabled
                 else PerRequest(embedder, on_batch)
             )
         self.ledger = ledger
+        # Requests between arrival and their routing decision (see `routing`): adaptive grouping
+        # sends a query at once when its own request is the only one. Requests waiting on an
+        # expert are not counted: they cannot join a routing batch any more.
+        self.unrouted = 0
 
     # -- planning -------------------------------------------------------------------------
+
+    @contextmanager
+    def routing(self) -> Iterator[None]:
+        """Count a request as not yet routed (the HTTP handlers wrap admission, parsing and
+        `plan` in it). Outside it, as in batch jobs, the count stays 0 and grouping waits out its
+        window as usual."""
+        self.unrouted += 1
+        try:
+            yield
+        finally:
+            self.unrouted -= 1
 
     async def plan(self, req: ChatCompletionRequest) -> RoutePlan:
         opts = req.routing or RoutingOptions()

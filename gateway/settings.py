@@ -55,8 +55,8 @@ class GroupingConfig(BaseModel):
     enabled: bool = True
     window_ms: float = Field(default=2.0, ge=0, description="how long the first request of a batch waits for others")
     max_batch: int = Field(default=64, ge=1, description="a batch this full is routed at once")
-    adaptive: bool = Field(default=True, description="a request that arrives while no other request is in flight is routed "
-                           "at once instead of waiting out the window for company that is not coming")
+    adaptive: bool = Field(default=True, description="a request that arrives while no other request is on its way to "
+                           "routing is routed at once instead of waiting out the window for company that is not coming")
 
 
 class TimeoutConfig(BaseModel):

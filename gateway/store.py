@@ -10,6 +10,7 @@ StoreError quickly instead of a hanging request.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import time
 from abc import ABC, abstractmethod
@@ -150,6 +151,14 @@ class MemoryStore(MemoryBreakerMixin, Store):
         return {kind: {name: dict(row) for name, row in rows.items()} for kind, rows in self._usage.items()}
 
 
+def _unbase64(text: str) -> bytes | None:
+    """A stored vector, or None for a corrupt one (a cache miss, never a failed request)."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 class RedisStore(RedisBreakerMixin, Store):
     kind = "redis"
 
@@ -241,7 +250,7 @@ class RedisStore(RedisBreakerMixin, Store):
         if not keys:
             return []
         found = await self._call(self._redis.mget([VECTOR_PREFIX + k for k in keys]))
-        return [None if v is None else base64.b64decode(v) for v in found]  # the client decodes text: vectors travel as base64
+        return [None if v is None else _unbase64(v) for v in found]  # the client decodes text: vectors travel as base64
 
     async def put_vectors(self, vectors: dict[str, bytes], ttl_s: float) -> None:
         if not vectors:

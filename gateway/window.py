@@ -3,11 +3,9 @@
 future, which `run` settles. The query embedder and the route batcher both gather this way.
 
 Adaptive mode (`alone` given) waits only when company can come: when the first item of a batch
-arrives and `alone()` says no other request is in flight, it goes out on the next pass of the
+arrives and `alone()` says no other request is on its way to routing, it goes out on the next pass of the
 event loop (with whatever arrived in the same pass), so a lone request never waits for company
-that is not coming; otherwise the window opens as in fixed mode. (Keying this on "no batch
-running" instead sent most batches at once under load, where routing is a small part of each
-request, and cost a fifth of the throughput at saturation in benchmarks/grouping.py.)"""
+that is not coming; otherwise the window opens as in fixed mode."""
 
 from __future__ import annotations
 

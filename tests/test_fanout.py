@@ -230,8 +230,8 @@ def test_grouping_routes_concurrent_requests_in_one_predict(loopback, serve_gate
 
 
 def test_adaptive_grouping_does_not_hold_a_lone_request(loopback, serve_gateway, bench_slice: Path) -> None:
-    """Adaptive (the default): with nothing being routed, a request goes at once; the 20 s
-    window only bounds how long requests gather while a batch runs."""
+    """Adaptive (the default): a request alone on its way to routing goes at once; the 20 s
+    window only applies while others are coming."""
     from evaluation.loaders import load_dataset
 
     url, _ = loopback

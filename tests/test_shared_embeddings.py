@@ -3,14 +3,20 @@ another from the store's copy, with the same decision, and is then in its own LR
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import time
 import uuid
 
 import httpx
 import numpy as np
+import pytest
 import redis
 from openai import OpenAI
 
-from gateway.store import VECTOR_PREFIX
+from gateway.degraded import DegradableStore
+from gateway.store import VECTOR_PREFIX, RedisStore, StoreError
+from switchyard.threaded import free_port
 
 
 def _lookups(gw) -> dict[str, float]:  # noqa: ANN001
@@ -42,12 +48,29 @@ def test_replicas_share_embeddings_through_redis(loopback, serve_gateway, clean_
     assert _ask(b, prompt) == picked
     assert _lookups(b)["local"] == 1  # now in b's own LRU
 
-    # a vector of the wrong size (another model, a corrupt write) is a miss, recomputed and replaced
-    r.set(keys[0], "AAAA")
-    c = serve_gateway(url, store_url=clean_redis)
-    assert _ask(c, prompt) == picked and _lookups(c)["computed"] == 1
-    stored = np.frombuffer(__import__("base64").b64decode(r.get(keys[0])), dtype=np.float32)
-    np.testing.assert_allclose(stored, embedder.encode([prompt])[0], atol=1e-5)
+    # a vector of the wrong size (another model) or not base64 at all (a corrupt write) is a
+    # miss: recomputed, answered, and replaced in Redis
+    for bad in ("AAAA", "AAA"):
+        r.set(keys[0], bad)
+        c = serve_gateway(url, store_url=clean_redis)
+        assert _ask(c, prompt) == picked and _lookups(c)["computed"] == 1
+        for _ in range(100):  # the write-back runs in the background
+            if r.get(keys[0]) != bad.encode():
+                break
+            time.sleep(0.05)
+        stored = np.frombuffer(base64.b64decode(r.get(keys[0])), dtype=np.float32)
+        np.testing.assert_allclose(stored, embedder.encode([prompt])[0], atol=1e-5)
+
+
+def test_a_failing_cache_call_is_a_miss_and_does_not_degrade_the_store() -> None:
+    async def main() -> None:
+        store = DegradableStore(RedisStore(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2))
+        with pytest.raises(StoreError):
+            await store.get_vectors(["k"])
+        assert not store.degraded  # only a failing registry/key/limit call takes the store local
+        await store.close()
+
+    asyncio.run(main())
 
 
 def test_shared_cache_off_and_memory_store(loopback, serve_gateway, clean_redis: str) -> None:  # noqa: ANN001

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation.signal import length_auc, probe_auc, question
+from evaluation.signal import _finite, probe_auc, question
 
 
 def test_question_is_the_last_block_of_a_few_shot_prompt() -> None:
@@ -23,7 +23,8 @@ def test_probe_finds_signal_only_where_there_is_some() -> None:
     assert np.isnan(probe_auc(x, np.ones(400, dtype=int)))  # one class: no AUC
 
 
-def test_length_auc_is_oriented() -> None:
-    y = np.array([0, 0, 1, 1])
-    assert length_auc(np.array([1.0, 2.0, 3.0, 4.0]), y) == 1.0
-    assert length_auc(np.array([4.0, 3.0, 2.0, 1.0]), y) == 1.0  # shorter = right is signal too
+def test_results_are_valid_json() -> None:
+    import json
+
+    text = json.dumps(_finite({"a": float("nan"), "b": {"c": 0.5, "d": float("inf")}}), allow_nan=False)
+    assert json.loads(text) == {"a": None, "b": {"c": 0.5, "d": None}}
