@@ -167,8 +167,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     batches: dict[tuple[int, str], list[float]] = {}
     dropped: dict[tuple[int, str], list[str]] = {}
     # The seeded shuffle gives each position in `modes` its own place in every round's order, and
-    # on 2 shared cores that place alone moved throughput by 10-20% in A/A runs; --swap exchanges
-    # the two grouping modes' positions, the control that shows it.
+    # on 2 shared cores that place alone moved throughput by 10-20% (two identical gateways
+    # differed that much); --swap exchanges the two grouping modes' positions, the control.
     modes = list(MODES)
     if args.swap:
         i, j = modes.index("grouping on"), modes.index("grouping adaptive")
