@@ -28,7 +28,7 @@ from gateway.failover import build_failover
 from gateway.limits import install_limit_handler
 from gateway.logs import RequestLog, current
 from gateway.metrics import Metrics
-from gateway.pipeline import Gateway, LoadedRouter
+from gateway.pipeline import Gateway, LoadedRouter, RoutePlan
 from gateway.schemas import ChatCompletionRequest, RouteRequest, parse_body
 from gateway.settings import Settings
 from gateway.store import StoreError, make_store
@@ -38,6 +38,7 @@ from routers.embedder import Embedder
 
 log = logging.getLogger("switchyard.gateway")
 T = TypeVar("T")
+Req = TypeVar("Req", bound=ChatCompletionRequest)
 
 CHAT_SCHEMA = {
     "requestBody": {
@@ -125,7 +126,9 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     registry = ExpertRegistry(store, settings.registry_refresh_s)
     query_embedder = (
         QueryEmbedder(embedder, settings.embedding.cache_size, settings.embedding.batch_window_ms / 1000, settings.embedding.max_batch,
-                      shared=store if settings.embedding.shared_cache else None, shared_ttl_s=settings.embedding.shared_ttl_s,
+                      # the memory store shares nothing: asking it on every miss would be work for no hit
+                      shared=store if settings.embedding.shared_cache and store.kind != "memory" else None,
+                      shared_ttl_s=settings.embedding.shared_ttl_s,
                       on_lookup=lambda source, n: metrics.embedding_lookups.labels(source).inc(n))
         if embedder
         else None
@@ -179,14 +182,19 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
     app.add_middleware(RequestLog, access=settings.logging.access, prompts=settings.logging.prompts)  # outermost
     app.include_router(key_routes(store, ledger, settings.admin_key))
 
-    @app.post("/v1/chat/completions", openapi_extra=CHAT_SCHEMA)
-    async def chat_completions(request: Request) -> Response:
+    async def planned(request: Request, body: type[Req]) -> tuple[Req, RoutePlan]:
+        """Admission, the body, the routing decision: the part of a request adaptive grouping
+        counts as not yet routed (Gateway.routing)."""
         with gateway.routing():
             await access.admit(request)
-            req = parse_body(await read_body(request, settings.max_body_bytes), ChatCompletionRequest)
+            req = parse_body(await read_body(request, settings.max_body_bytes), body)
             if settings.logging.prompts:
                 current().prompt = req.query_text()
-            plan = await gateway.plan(req)
+            return req, await gateway.plan(req)
+
+    @app.post("/v1/chat/completions", openapi_extra=CHAT_SCHEMA)
+    async def chat_completions(request: Request) -> Response:
+        req, plan = await planned(request, ChatCompletionRequest)
         if not req.stream:
             try:
                 data = await unless_disconnected(request, gateway.complete(req, plan))
@@ -206,12 +214,7 @@ def create_app(settings: Settings, embedder: Embedder | None = None) -> FastAPI:
 
     @app.post("/v1/route")
     async def route(request: Request) -> JSONResponse:
-        with gateway.routing():
-            await access.admit(request)
-            req = parse_body(await read_body(request, settings.max_body_bytes), RouteRequest)
-            if settings.logging.prompts:
-                current().prompt = req.query_text()
-            plan = await gateway.plan(req)
+        _, plan = await planned(request, RouteRequest)
         return JSONResponse({"object": "routing.decision", **plan.metadata()}, headers=plan.headers())
 
     @app.get("/v1/models")

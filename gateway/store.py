@@ -1,9 +1,9 @@
 """Shared state: in-process memory (the embedded default) or Redis (several workers/replicas).
 
 Both hold the expert registry as name -> spec JSON, and the client keys, their rate-limit
-windows and the usage ledger; Redis also holds the query-embedding cache that replicas share
-(the memory store has none: the process's own LRU is the cache there) (gateway/limits.py has the rules, gateway/redis_scripts.py the
-same rules in Lua). Redis calls use short socket timeouts so a dead Redis turns into a
+windows and the usage ledger (gateway/limits.py has the rules, gateway/redis_scripts.py the
+same rules in Lua). Redis also holds the query-embedding cache that replicas share; the memory
+store has none (the process's own LRU is the cache there). Redis calls use short socket timeouts so a dead Redis turns into a
 StoreError quickly instead of a hanging request.
 """
 
