@@ -17,9 +17,9 @@ lists each call's tokens and cost.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from experts.aggregation import best, extract_answer, synthesis_messages, vote
 from experts.dispatcher import HeldStream
@@ -33,6 +33,8 @@ from routers.base import Router
 
 if TYPE_CHECKING:
     from gateway.pipeline import Gateway, RoutePlan
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -200,22 +202,36 @@ class FanOut:
 
     # -- plain responses --------------------------------------------------------------------
 
+    async def _synthesized(self, plan: RoutePlan, outcome: Outcome, answers: list[Answer],
+                           ask: Callable[[ExpertSpec], Awaitable[T]]) -> tuple[ExpertSpec, T] | None:
+        """The aggregator's answer when the mode is synthesize (`ask` calls it), or None: not
+        synthesizing, or the aggregator failed (noted), and the caller picks instead."""
+        assert plan.aggregation is not None
+        agg = plan.aggregation.aggregator
+        if plan.aggregation.mode != "synthesize" or agg is None or len(answers) < 2:
+            return None
+        try:
+            result = await ask(agg)
+        except UpstreamError as exc:
+            outcome.fail(agg, "aggregator", exc)
+            outcome.detail["note"] = "the aggregator failed: the best-predicted expert's answer"
+            return None
+        self._done(plan, outcome, "synthesized")
+        return agg, result
+
     async def complete(self, req: ChatCompletionRequest, plan: RoutePlan) -> dict[str, Any]:
         body = _body(req)
         answers, outcome = await self._candidates(plan, body)
-        assert plan.aggregation is not None
-        agg = plan.aggregation.aggregator
-        data, answering = None, None
-        if plan.aggregation.mode == "synthesize" and agg is not None and len(answers) > 1:
-            try:
-                data = await self.gw.call(agg, self._synthesis_body(body, answers), plan)
-                answering = agg
-                await self._book(plan, outcome, agg, "aggregator", data.get("usage"))
-                self._done(plan, outcome, "synthesized")
-            except UpstreamError as exc:
-                outcome.fail(agg, "aggregator", exc)
-                outcome.detail["note"] = "the aggregator failed: the best-predicted expert's answer"
-        if data is None or answering is None:
+
+        async def ask(agg: ExpertSpec) -> dict[str, Any]:
+            data = await self.gw.call(agg, self._synthesis_body(body, answers), plan)
+            await self._book(plan, outcome, agg, "aggregator", data.get("usage"))
+            return data
+
+        synthesized = await self._synthesized(plan, outcome, answers, ask)
+        if synthesized is not None:
+            answering, data = synthesized
+        else:
             chosen = self._pick(plan, answers, outcome)
             data, answering = dict(chosen.data), chosen.expert
             self._done(plan, outcome, "picked")
@@ -231,19 +247,16 @@ class FanOut:
         the aggregator's stream; every failure up to here is still a plain HTTP error."""
         body = _body(req)
         answers, outcome = await self._candidates(plan, body)
-        assert plan.aggregation is not None
-        agg = plan.aggregation.aggregator
-        if plan.aggregation.mode == "synthesize" and agg is not None and len(answers) > 1:
+
+        async def ask(agg: ExpertSpec) -> HeldStream:
             stream_body = {**self._synthesis_body(body, answers), "stream": True}
             if req.stream_options is not None:
                 stream_body["stream_options"] = req.stream_options.model_dump()
-            try:
-                held = await self.gw.open_call(agg, stream_body, plan)
-                self._done(plan, outcome, "synthesized")
-                return FanOutStream(outcome, agg, held=held)
-            except UpstreamError as exc:
-                outcome.fail(agg, "aggregator", exc)
-                outcome.detail["note"] = "the aggregator failed: the best-predicted expert's answer"
+            return await self.gw.open_call(agg, stream_body, plan)
+
+        synthesized = await self._synthesized(plan, outcome, answers, ask)
+        if synthesized is not None:
+            return FanOutStream(outcome, synthesized[0], held=synthesized[1])
         chosen = self._pick(plan, answers, outcome)
         self._done(plan, outcome, "picked")
         return FanOutStream(outcome, chosen.expert, answer=chosen)
